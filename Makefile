@@ -1,0 +1,41 @@
+# blockprof build, test and benchmark entry points.
+# Floor: kernel >= 5.11 with BTF (tp_btf, task storage for tracing programs, bpf_get_stackid from tp_btf).
+
+CLANG ?= clang-19
+STRIP ?= llvm-strip-19
+# -mcpu=v3: 32-bit jumps and ALU ops; every kernel we support has them.
+BPF_CFLAGS ?= -O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/$(shell uname -m)-linux-gnu
+GO ?= go
+BIN := bin/blockprof
+
+.PHONY: all build generate check-generated test bench demo fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/blockprof
+
+generate:
+	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=$(STRIP) BPF2GO_CFLAGS="$(BPF_CFLAGS)" $(GO) generate ./internal/attach/
+
+check-generated: generate
+	@git diff --exit-code -- internal/attach >/dev/null && test -z "$$(git status --porcelain -- internal/attach)" || \
+		{ echo "generated BPF objects are stale: run 'make generate' and commit"; git status --short -- internal/attach; exit 1; }
+
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 40m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 30m ./bench/ ./internal/...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParseMaps -fuzztime 30s ./internal/symbolize/
+	$(GO) test -run '^$$' -fuzz FuzzParseKallsyms -fuzztime 30s ./internal/symbolize/
+	$(GO) test -run '^$$' -fuzz FuzzOpenELF -fuzztime 30s ./internal/symbolize/
+
+demo: build
+	./demo/run.sh
+
+clean:
+	rm -rf bin

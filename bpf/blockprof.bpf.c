@@ -1,0 +1,289 @@
+// SPDX-License-Identifier: GPL-2.0
+/* blockprof: off-CPU time of target threads, aggregated in the kernel.
+ *
+ * Design:
+ *  - tp_btf/sched_switch does both halves. For prev (a target going off-CPU
+ *    voluntarily) it stamps the time and takes the user and kernel stacks in
+ *    prev's own context: with tracepoints only, this is the last moment the
+ *    kernel will walk that thread's user stack. For next (coming back) it
+ *    closes the interval and adds it to the aggregation map.
+ *  - tp_btf/sched_wakeup marks when the thread became runnable, splitting the
+ *    interval into blocked time and run-queue time.
+ *  - Per-thread state lives in task storage (freed with the task, no PID
+ *    reuse problems, no capacity limit to overflow).
+ *  - Non-targets leave after one comparison (single PID) or one hash lookup.
+ *  - Programs are named bprof_* so leftovers can be found by name.
+ *  - Aggregation uses two maps; user space flips `active` and drains the idle
+ *    one, so reading never races with the in-kernel adds.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "include/kernel.h"
+#include "include/blockprof.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Load-time configuration; the verifier prunes branches that are off. */
+volatile const u32 cfg_single_tgid = 0;  /* one target process, no children: compare, don't look up */
+volatile const bool cfg_filter_tids = 0; /* only threads listed in target_tids */
+volatile const bool cfg_follow_children = 0;
+volatile const bool cfg_preempted = 0;    /* also count involuntary switch-outs */
+volatile const bool cfg_user_stacks = 1;
+volatile const bool cfg_kernel_stacks = 1;
+volatile const u64 cfg_min_block_ns = 0;
+volatile const u64 cfg_max_block_ns = 0; /* 0: no maximum */
+
+/* Which aggregation map is written; user space flips it before draining. */
+volatile u32 active_agg = 0;
+
+/* Force bpf2go to emit these types. */
+const enum drop_reason *unused_drop_reason __attribute__((unused));
+const enum interval_kind *unused_interval_kind __attribute__((unused));
+
+/* tgid -> 1. Targets, plus children when following. Sized for a process
+ * tree under `-- CMD`; overflow is counted (DROP_TARGETS_FULL). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u32);
+	__type(value, u8);
+} targets SEC(".maps");
+
+/* tid -> 1, only consulted with cfg_filter_tids. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, u32);
+	__type(value, u8);
+} target_tids SEC(".maps");
+
+/* Per-thread interval in progress. */
+struct task_state {
+	u64 ts_out;  /* switch-out time, 0 when on CPU or not tracked */
+	u64 ts_wake; /* wakeup time, 0 until woken */
+	s32 ustack;
+	s32 kstack;
+	u32 state;
+	u32 kind;
+	bool named; /* thread_info written */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_state);
+} tstate SEC(".maps");
+
+/* Stack id -> frames. Never cleared during a run: ids are hash buckets, so
+ * clearing one while a sleeping thread still holds it would let another stack
+ * take its id. Collisions are counted instead. */
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 16384);
+	__uint(key_size, sizeof(u32));
+	__uint(value_size, USER_STACK_DEPTH * sizeof(u64));
+} ustacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 16384);
+	__uint(key_size, sizeof(u32));
+	__uint(value_size, KERNEL_STACK_DEPTH * sizeof(u64));
+} kstacks SEC(".maps");
+
+/* (thread, stacks, state, kind) -> sums. Double-buffered, see top. 65536
+ * distinct buckets per drain interval is far beyond a real process. */
+struct agg_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct agg_key);
+	__type(value, struct agg_val);
+};
+struct agg_map agg0 SEC(".maps");
+struct agg_map agg1 SEC(".maps");
+
+/* tid -> names, written once per thread at its first switch-out, so threads
+ * that exit before the end still have names. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, u32);
+	__type(value, struct thread_info);
+} threads SEC(".maps");
+
+/* enum drop_reason -> count. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DROP_MAX);
+	__type(key, u32);
+	__type(value, u64);
+} drops SEC(".maps");
+
+static __always_inline void drop(u32 reason, u64 n)
+{
+	u64 *c = bpf_map_lookup_elem(&drops, &reason);
+	if (c)
+		*c += n; /* per-CPU: no atomics needed */
+}
+
+static __always_inline bool is_target(struct task_struct *t)
+{
+	u32 tgid = t->tgid;
+
+	if (cfg_single_tgid) {
+		if (tgid != cfg_single_tgid)
+			return false;
+	} else if (!bpf_map_lookup_elem(&targets, &tgid)) {
+		return false;
+	}
+	if (cfg_filter_tids) {
+		u32 tid = t->pid;
+		if (!bpf_map_lookup_elem(&target_tids, &tid))
+			return false;
+	}
+	return true;
+}
+
+static __always_inline s32 stack_id(void *ctx, void *map, u64 flags, u32 collision, u32 error)
+{
+	long id = bpf_get_stackid(ctx, map, flags);
+	if (id < 0)
+		drop(id == -17 /* EEXIST */ ? collision : error, 1);
+	return id;
+}
+
+/* Close next's interval, if it has one, and add it to the active map. */
+static __always_inline void switch_in(struct task_struct *next)
+{
+	struct task_state *st = bpf_task_storage_get(&tstate, next, 0, 0);
+	if (!st || !st->ts_out)
+		return;
+
+	u64 now = bpf_ktime_get_ns();
+	u64 out = st->ts_out, wake = st->ts_wake;
+	st->ts_out = 0;
+	if (now <= out)
+		return;
+	if (!wake || wake < out || wake > now)
+		wake = now; /* woken before we saw it (e.g. at attach): all blocked */
+
+	u64 blocked = wake - out, runq = now - wake;
+	if (st->kind == KIND_BLOCKED) {
+		if (blocked < cfg_min_block_ns || (cfg_max_block_ns && blocked > cfg_max_block_ns)) {
+			drop(DROP_FILTERED, 1);
+			return;
+		}
+	} else {
+		/* Preempted: runnable the whole time. */
+		runq = now - out;
+		blocked = 0;
+	}
+
+	struct agg_key key = {
+		.tgid = next->tgid,
+		.tid = next->pid,
+		.ustack = st->ustack,
+		.kstack = st->kstack,
+		.state = st->state,
+		.kind = st->kind,
+	};
+	void *agg = active_agg ? (void *)&agg1 : (void *)&agg0;
+	struct agg_val *v = bpf_map_lookup_elem(agg, &key);
+	if (!v) {
+		struct agg_val zero = {};
+		bpf_map_update_elem(agg, &key, &zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(agg, &key);
+		if (!v) {
+			drop(DROP_AGG_FULL, 1);
+			drop(DROP_AGG_FULL_NS, blocked + runq);
+			return;
+		}
+	}
+	__sync_fetch_and_add(&v->count, 1);
+	__sync_fetch_and_add(&v->blocked_ns, blocked);
+	__sync_fetch_and_add(&v->runqueue_ns, runq);
+}
+
+static __always_inline void name_thread(struct task_struct *t, struct task_state *st)
+{
+	struct thread_info info = { .tgid = t->tgid };
+	u32 tid = t->pid;
+
+	BPF_CORE_READ_STR_INTO(&info.comm, t, comm);
+	BPF_CORE_READ_STR_INTO(&info.leader_comm, t, group_leader, comm);
+	if (bpf_map_update_elem(&threads, &tid, &info, BPF_ANY))
+		drop(DROP_THREADS_FULL, 1);
+	st->named = true;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	switch_in(next);
+
+	if (!is_target(prev))
+		return 0;
+
+	u32 kind = KIND_BLOCKED;
+	/* A running or preempted thread is not waiting on anything. */
+	if (preempt || prev_state == 0) {
+		if (!cfg_preempted)
+			return 0;
+		kind = KIND_PREEMPTED;
+	}
+	/* TASK_DEAD (0x80): the thread is exiting and will not come back. */
+	if (prev_state & 0x80)
+		return 0;
+
+	struct task_state *st =
+		bpf_task_storage_get(&tstate, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st) {
+		drop(DROP_STORAGE, 1);
+		return 0;
+	}
+	if (!st->named)
+		name_thread(prev, st);
+
+	st->kind = kind;
+	st->state = prev_state;
+	st->ts_wake = 0;
+	st->ustack = cfg_user_stacks ?
+			     stack_id(ctx, &ustacks, BPF_F_USER_STACK, DROP_USTACK_COLLISION,
+				      DROP_USTACK_ERROR) :
+			     -1;
+	st->kstack = cfg_kernel_stacks ?
+			     stack_id(ctx, &kstacks, 0, DROP_KSTACK_COLLISION, DROP_KSTACK_ERROR) :
+			     -1;
+	/* Last, so the interval starts as close to the switch as possible. */
+	st->ts_out = bpf_ktime_get_ns();
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(bprof_wakeup, struct task_struct *p)
+{
+	struct task_state *st = bpf_task_storage_get(&tstate, p, 0, 0);
+	if (st && st->ts_out && !st->ts_wake)
+		st->ts_wake = bpf_ktime_get_ns();
+	return 0;
+}
+
+/* With -- CMD, the command's children become targets as they fork. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(bprof_fork, struct task_struct *parent, struct task_struct *child)
+{
+	if (!cfg_follow_children)
+		return 0;
+	u32 ptgid = parent->tgid, ctgid = child->tgid;
+	if (ptgid == ctgid || !bpf_map_lookup_elem(&targets, &ptgid))
+		return 0;
+	u8 one = 1;
+	if (bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY))
+		drop(DROP_TARGETS_FULL, 1);
+	return 0;
+}

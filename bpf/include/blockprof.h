@@ -1,0 +1,55 @@
+/* Types shared between the BPF program and Go (bpf2go emits them with
+ * -type, so both sides agree on layout and on the names of drop reasons). */
+#pragma once
+
+#define TASK_COMM_LEN 16
+
+/* Kernel stacks deeper than this are truncated; 64 covers the deepest
+ * blocking paths seen (network filesystems, nested block I/O). */
+#define KERNEL_STACK_DEPTH 64
+/* The kernel's default perf_event_max_stack. */
+#define USER_STACK_DEPTH 127
+
+enum interval_kind {
+	KIND_BLOCKED = 0,   /* voluntary switch-out: the thread waited */
+	KIND_PREEMPTED = 1, /* involuntary: runnable all along (opt-in) */
+};
+
+/* Why data was lost. Every early exit that loses data bumps one of these;
+ * user space prints them by name. */
+enum drop_reason {
+	DROP_USTACK_COLLISION = 0, /* user stack map bucket taken by another stack */
+	DROP_USTACK_ERROR,         /* user stack could not be walked */
+	DROP_KSTACK_COLLISION,     /* kernel stack map bucket taken */
+	DROP_KSTACK_ERROR,         /* kernel stack could not be walked */
+	DROP_AGG_FULL,             /* aggregation map full: interval lost */
+	DROP_AGG_FULL_NS,          /* ... and the nanoseconds it carried */
+	DROP_STORAGE,              /* no per-task storage could be made */
+	DROP_THREADS_FULL,         /* thread-name map full (names missing) */
+	DROP_TARGETS_FULL,         /* a followed child could not be added */
+	DROP_FILTERED,             /* outside --min-block/--max-block (not a loss) */
+	DROP_MAX,
+};
+
+/* One aggregation bucket: which thread, where, and in what state. */
+struct agg_key {
+	u32 tgid;
+	u32 tid;
+	s32 ustack; /* stack id, or -errno when not captured */
+	s32 kstack;
+	u32 state; /* prev_state at switch-out (TASK_* bits) */
+	u32 kind;  /* enum interval_kind */
+};
+
+struct agg_val {
+	u64 count;
+	u64 blocked_ns;  /* switch-out -> wakeup */
+	u64 runqueue_ns; /* wakeup -> running again */
+};
+
+/* A thread seen off-CPU: its process and its names at the time. */
+struct thread_info {
+	u32 tgid;
+	char comm[TASK_COMM_LEN];        /* thread name */
+	char leader_comm[TASK_COMM_LEN]; /* process name */
+};

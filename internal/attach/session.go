@@ -1,0 +1,375 @@
+package attach
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+)
+
+// Options select what a Session records.
+type Options struct {
+	PIDs []int // target processes (tgids)
+	TIDs []int // if set, only these threads of the targets
+	// FollowChildren adds processes forked by targets as they appear.
+	FollowChildren bool
+	// Off-CPU intervals whose blocked time falls outside [MinBlock, MaxBlock]
+	// are counted as filtered, not recorded. Zero MaxBlock means no maximum.
+	MinBlock, MaxBlock time.Duration
+	// Preempted also records involuntary switch-outs (run-queue time only).
+	Preempted bool
+	// NoUserStacks / NoKernelStacks skip a stack walk (cheaper, less detail).
+	NoUserStacks, NoKernelStacks bool
+}
+
+// Kind says what an off-CPU interval was.
+type Kind uint32
+
+const (
+	Blocked   Kind = Kind(blockprofIntervalKindKIND_BLOCKED)
+	Preempted Kind = Kind(blockprofIntervalKindKIND_PREEMPTED)
+)
+
+func (k Kind) String() string {
+	if k == Preempted {
+		return "preempted"
+	}
+	return "blocked"
+}
+
+// Record is one aggregated bucket drained from the kernel.
+type Record struct {
+	TGID, TID uint32
+	// Stacks hold raw addresses, leaf first. A nil stack was not captured;
+	// StackErr then says why (a negative errno, e.g. -EEXIST on collision).
+	UserStack, KernelStack       []uint64
+	UserStackErr, KernelStackErr int32
+	State                        uint32 // prev_state bits at switch-out
+	Kind                         Kind
+	Count                        uint64
+	Blocked, RunQueue            time.Duration
+}
+
+// Thread names one thread seen off-CPU.
+type Thread struct {
+	TGID        uint32
+	Name, Comm  string // thread name, process name
+}
+
+// Session is a set of attached BPF programs counting off-CPU time of targets.
+type Session struct {
+	objs  blockprofObjects
+	links []link.Link
+
+	mu     sync.Mutex
+	active uint32
+	ustack map[int32][]uint64 // stack ids are stable for the run: cache them
+	kstack map[int32][]uint64
+}
+
+// programPrefix is how every blockprof program is named, so leftovers can be
+// found (see LoadedPrograms).
+const programPrefix = "bprof_"
+
+// Open loads the BPF objects, configured for opts, and attaches them. On
+// error nothing stays loaded.
+func Open(opts Options) (s *Session, err error) {
+	if len(opts.PIDs) == 0 {
+		return nil, errors.New("no target process")
+	}
+	if err := CheckBTF(); err != nil {
+		return nil, err
+	}
+	// Needed only before 5.11 (memcg accounting made it moot); never fatal.
+	_ = rlimit.RemoveMemlock()
+
+	spec, err := loadBlockprof()
+	if err != nil {
+		return nil, fmt.Errorf("load BPF spec: %w", err)
+	}
+	set := func(name string, v any) error {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("BPF object lacks variable %s", name)
+		}
+		return vs.Set(v)
+	}
+	single := uint32(0)
+	if len(opts.PIDs) == 1 && !opts.FollowChildren {
+		single = uint32(opts.PIDs[0])
+	}
+	for name, v := range map[string]any{
+		blockprofVarCfgSingleTgid:     single,
+		blockprofVarCfgFilterTids:     len(opts.TIDs) > 0,
+		blockprofVarCfgFollowChildren: opts.FollowChildren,
+		blockprofVarCfgPreempted:      opts.Preempted,
+		blockprofVarCfgUserStacks:     !opts.NoUserStacks,
+		blockprofVarCfgKernelStacks:   !opts.NoKernelStacks,
+		blockprofVarCfgMinBlockNs:     uint64(opts.MinBlock),
+		blockprofVarCfgMaxBlockNs:     uint64(opts.MaxBlock),
+	} {
+		if err := set(name, v); err != nil {
+			return nil, fmt.Errorf("configure %s: %w", name, err)
+		}
+	}
+
+	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}}
+	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("load BPF programs: %v", verr)
+		}
+		return nil, classify("load BPF programs", err)
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+			s = nil
+		}
+	}()
+
+	one := uint8(1)
+	for _, pid := range opts.PIDs {
+		if err := s.objs.Targets.Put(uint32(pid), one); err != nil {
+			return nil, fmt.Errorf("add target %d: %w", pid, err)
+		}
+	}
+	for _, tid := range opts.TIDs {
+		if err := s.objs.TargetTids.Put(uint32(tid), one); err != nil {
+			return nil, fmt.Errorf("add thread %d: %w", tid, err)
+		}
+	}
+
+	// Wakeup first, then fork, then switch: once switch is live every
+	// interval it opens can be closed correctly.
+	for _, p := range []*ebpf.Program{s.objs.BprofWakeup, s.objs.BprofFork, s.objs.BprofSwitch} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			return nil, classify("attach "+p.String(), err)
+		}
+		s.links = append(s.links, l)
+	}
+	return s, nil
+}
+
+// Drain returns everything aggregated since the last drain and empties the
+// kernel's buffer. It flips the double-buffered aggregation map first, so
+// the kernel never adds to a bucket while it is read and deleted.
+func (s *Session) Drain() ([]Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	// The kernel writes agg<active>; switch it to the other and drain this one.
+	idle := s.objs.Agg0
+	if s.active == 1 {
+		idle = s.objs.Agg1
+	}
+	s.active ^= 1
+	if err := s.objs.ActiveAgg.Set(s.active); err != nil {
+		return nil, fmt.Errorf("flip aggregation map: %w", err)
+	}
+	// Programs that read the old index finish within microseconds (they
+	// run with preemption off); wait well past that before reading.
+	time.Sleep(2 * time.Millisecond)
+
+	keys, vals, err := drainMap(idle)
+	if err != nil {
+		return nil, err
+	}
+	recs := make([]Record, 0, len(keys))
+	for i, k := range keys {
+		v := vals[i]
+		r := Record{
+			TGID: k.Tgid, TID: k.Tid,
+			State: k.State, Kind: Kind(k.Kind),
+			Count:    v.Count,
+			Blocked:  time.Duration(v.BlockedNs),
+			RunQueue: time.Duration(v.RunqueueNs),
+		}
+		r.UserStack, r.UserStackErr = s.stack(s.objs.Ustacks, s.ustack, k.Ustack)
+		r.KernelStack, r.KernelStackErr = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
+		recs = append(recs, r)
+	}
+	return recs, nil
+}
+
+// drainMap reads and deletes every entry of an aggregation map nobody
+// writes to any more.
+func drainMap(m *ebpf.Map) ([]blockprofAggKey, []blockprofAggVal, error) {
+	var keys []blockprofAggKey
+	var vals []blockprofAggVal
+	const chunk = 4096
+	kbuf := make([]blockprofAggKey, chunk)
+	vbuf := make([]blockprofAggVal, chunk)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := m.BatchLookupAndDelete(&cursor, kbuf, vbuf, nil)
+		keys = append(keys, kbuf[:n]...)
+		vals = append(vals, vbuf[:n]...)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return keys, vals, nil
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("drain aggregation map: %w", err)
+		}
+	}
+	// Batch ops unavailable: iterate, then delete what was read.
+	var k blockprofAggKey
+	var v blockprofAggVal
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		keys = append(keys, k)
+		vals = append(vals, v)
+	}
+	if err := it.Err(); err != nil {
+		return nil, nil, fmt.Errorf("iterate aggregation map: %w", err)
+	}
+	for i := range keys {
+		_ = m.Delete(keys[i])
+	}
+	return keys, vals, nil
+}
+
+func (s *Session) stack(m *ebpf.Map, cache map[int32][]uint64, id int32) ([]uint64, int32) {
+	const enoent = -2
+	if id < 0 {
+		return nil, id
+	}
+	if st, ok := cache[id]; ok {
+		return st, 0
+	}
+	raw := make([]uint64, m.ValueSize()/8)
+	if err := m.Lookup(uint32(id), raw); err != nil {
+		return nil, enoent // vanished (should not happen: never deleted)
+	}
+	n := 0
+	for n < len(raw) && raw[n] != 0 {
+		n++
+	}
+	st := raw[:n:n]
+	cache[id] = st
+	return st, 0
+}
+
+// AddTarget makes another process a target (e.g. a command launched by
+// blockprof once its PID is known).
+func (s *Session) AddTarget(pid int) error {
+	return s.objs.Targets.Put(uint32(pid), uint8(1))
+}
+
+// Drops returns the kernel's loss counters by reason, summed over CPUs.
+func (s *Session) Drops() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for r := blockprofDropReason(0); r < blockprofDropReasonDROP_MAX; r++ {
+		var per []uint64
+		if err := s.objs.Drops.Lookup(uint32(r), &per); err != nil {
+			return nil, fmt.Errorf("read drop counter %d: %w", r, err)
+		}
+		var sum uint64
+		for _, c := range per {
+			sum += c
+		}
+		out[dropName(r)] = sum
+	}
+	return out, nil
+}
+
+// dropName is the user-facing name of a drop reason.
+func dropName(r blockprofDropReason) string {
+	switch r {
+	case blockprofDropReasonDROP_USTACK_COLLISION:
+		return "user_stack_collision"
+	case blockprofDropReasonDROP_USTACK_ERROR:
+		return "user_stack_error"
+	case blockprofDropReasonDROP_KSTACK_COLLISION:
+		return "kernel_stack_collision"
+	case blockprofDropReasonDROP_KSTACK_ERROR:
+		return "kernel_stack_error"
+	case blockprofDropReasonDROP_AGG_FULL:
+		return "aggregation_full"
+	case blockprofDropReasonDROP_AGG_FULL_NS:
+		return "aggregation_full_ns"
+	case blockprofDropReasonDROP_STORAGE:
+		return "task_storage"
+	case blockprofDropReasonDROP_THREADS_FULL:
+		return "thread_names_full"
+	case blockprofDropReasonDROP_TARGETS_FULL:
+		return "targets_full"
+	case blockprofDropReasonDROP_FILTERED:
+		return "filtered"
+	}
+	return fmt.Sprintf("reason_%d", r)
+}
+
+// Threads returns the names of every thread seen off-CPU so far.
+func (s *Session) Threads() (map[uint32]Thread, error) {
+	out := map[uint32]Thread{}
+	var tid uint32
+	var info blockprofThreadInfo
+	it := s.objs.Threads.Iterate()
+	for it.Next(&tid, &info) {
+		out[tid] = Thread{TGID: info.Tgid, Name: cString(info.Comm[:]), Comm: cString(info.LeaderComm[:])}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read thread names: %w", err)
+	}
+	return out, nil
+}
+
+func cString(b []int8) string {
+	buf := make([]byte, 0, len(b))
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		buf = append(buf, byte(c))
+	}
+	return string(buf)
+}
+
+// Close detaches and unloads everything. Safe to call more than once.
+func (s *Session) Close() error {
+	var errs []error
+	for _, l := range s.links {
+		errs = append(errs, l.Close())
+	}
+	s.links = nil
+	errs = append(errs, s.objs.Close())
+	return errors.Join(errs...)
+}
+
+// LoadedPrograms lists BPF programs of blockprof's that are loaded on the
+// machine (by any process); after a clean exit it must be empty. The kernel
+// frees programs after an RCU grace period, so callers checking for
+// leftovers should retry for a moment.
+func LoadedPrograms() ([]string, error) {
+	var names []string
+	var id ebpf.ProgramID
+	for {
+		next, err := ebpf.ProgramGetNextID(id)
+		if errors.Is(err, os.ErrNotExist) {
+			return names, nil
+		}
+		if err != nil {
+			return nil, classify("list BPF programs", err)
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue // unloaded meanwhile
+		}
+		info, err := p.Info()
+		p.Close()
+		if err == nil && len(info.Name) >= len(programPrefix) && info.Name[:len(programPrefix)] == programPrefix {
+			names = append(names, fmt.Sprintf("%s (id %d)", info.Name, id))
+		}
+	}
+}

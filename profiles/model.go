@@ -1,0 +1,55 @@
+// Package profiles writes what blockprof recorded: pprof files shaped like
+// Go's block profile, folded stacks, and the first screen a person reads.
+package profiles
+
+import (
+	"time"
+
+	"blockprof/internal/symbolize"
+)
+
+// Profile is one recording, symbolized and ready to write.
+type Profile struct {
+	Start    time.Time
+	Duration time.Duration
+	// Comments are free text kept in the pprof file: the command line,
+	// targets, drop counts.
+	Comments []string
+	Samples  []Sample
+	// Drops counts events lost in the kernel or in user space, by reason.
+	Drops map[string]uint64
+	// Processes describes each target process seen, by PID.
+	Processes map[int]Process
+}
+
+// Process is what the profile knows about one target process.
+type Process struct {
+	PID     int
+	Comm    string
+	Command string             // full command line, may be empty
+	Exited  bool               // the process ended during the recording
+	Main    *symbolize.Mapping // the main executable's mapping, may be nil
+}
+
+// Sample is one aggregated off-CPU stack of one thread in one state.
+type Sample struct {
+	// Stack is leaf first: synthetic frames (if any), kernel frames, then
+	// user frames out to the thread's entry point.
+	Stack    []symbolize.Location
+	PID, TID int
+	Comm     string // process name
+	Thread   string // thread name
+	// State is the task state at switch-out: "S" (interruptible sleep), "D"
+	// (uninterruptible), "R" (preempted while running), or another letter.
+	State string
+	// Kind is what the time was: "blocked" for a voluntary switch-out,
+	// "preempted" for an involuntary one (counted only on request).
+	Kind string
+	// Count is the number of off-CPU intervals folded into this sample.
+	Count int64
+	// Blocked is the time from switch-out to wakeup; RunQueue the time from
+	// wakeup until the thread ran again.
+	Blocked, RunQueue time.Duration
+	// Labels are extra string labels (later issues: syscall, target, ...).
+	Labels map[string]string
+}
