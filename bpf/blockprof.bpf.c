@@ -33,6 +33,7 @@ volatile const bool cfg_follow_children = 0;
 volatile const bool cfg_preempted = 0;    /* also count involuntary switch-outs */
 volatile const bool cfg_user_stacks = 1;
 volatile const bool cfg_kernel_stacks = 1;
+volatile const bool cfg_reuse_kstack = 1; /* see reuse_kstack() */
 volatile const u64 cfg_min_block_ns = 0;
 volatile const u64 cfg_max_block_ns = 0; /* 0: no maximum */
 
@@ -69,6 +70,12 @@ struct task_state {
 	u32 state;
 	u32 kind;
 	bool named; /* thread_info written */
+	/* What the last kernel stack was taken for; see reuse_kstack(). */
+	s32 last_ustack;
+	s32 last_kstack;
+	u32 last_state;
+	s64 last_sysnr;
+	u64 last_arg0;
 };
 
 struct {
@@ -220,6 +227,34 @@ static __always_inline void name_thread(struct task_struct *t, struct task_state
 	st->named = true;
 }
 
+/* The kernel stack walk (ORC) is most of the cost of a switch-out: about
+ * 1 us of 1.5 us measured on a pipe ping-pong. A thread that blocks again with
+ * the same user stack, in the same syscall on the same first argument (fd)
+ * and in the same state, is blocking on the same kernel path: reuse the
+ * stack id taken last time. Time sums stay exact; only the rare case of one
+ * call site blocking at two kernel places is merged into the first. */
+static __always_inline s32 kernel_stack(void *ctx, struct task_struct *t, struct task_state *st,
+					 u32 state)
+{
+	if (!cfg_reuse_kstack)
+		return stack_id(ctx, &kstacks, 0, DROP_KSTACK_COLLISION, DROP_KSTACK_ERROR);
+
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	s64 nr = BPF_CORE_READ(regs, orig_ax);
+	u64 arg0 = BPF_CORE_READ(regs, di);
+	if (st->last_kstack >= 0 && st->ustack >= 0 && st->ustack == st->last_ustack &&
+	    state == st->last_state && nr == st->last_sysnr && arg0 == st->last_arg0)
+		return st->last_kstack;
+
+	s32 id = stack_id(ctx, &kstacks, 0, DROP_KSTACK_COLLISION, DROP_KSTACK_ERROR);
+	st->last_ustack = st->ustack;
+	st->last_kstack = id;
+	st->last_state = state;
+	st->last_sysnr = nr;
+	st->last_arg0 = arg0;
+	return id;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
@@ -246,8 +281,10 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 		drop(DROP_STORAGE, 1);
 		return 0;
 	}
-	if (!st->named)
+	if (!st->named) {
 		name_thread(prev, st);
+		st->last_kstack = -1;
+	}
 
 	st->kind = kind;
 	st->state = prev_state;
@@ -256,9 +293,7 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 			     stack_id(ctx, &ustacks, BPF_F_USER_STACK, DROP_USTACK_COLLISION,
 				      DROP_USTACK_ERROR) :
 			     -1;
-	st->kstack = cfg_kernel_stacks ?
-			     stack_id(ctx, &kstacks, 0, DROP_KSTACK_COLLISION, DROP_KSTACK_ERROR) :
-			     -1;
+	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, prev, st, prev_state) : -1;
 	/* Last, so the interval starts as close to the switch as possible. */
 	st->ts_out = bpf_ktime_get_ns();
 	return 0;

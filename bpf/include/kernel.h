@@ -23,3 +23,8 @@ struct task_struct {
 	char comm[16];
 	struct task_struct *group_leader;
 } __attribute__((preserve_access_index));
+
+struct pt_regs {
+	unsigned long di;
+	unsigned long orig_ax;
+} __attribute__((preserve_access_index));

@@ -54,15 +54,20 @@ const (
 )
 
 type blockprofTaskState struct {
-	_      structs.HostLayout
-	TsOut  uint64
-	TsWake uint64
-	Ustack int32
-	Kstack int32
-	State  uint32
-	Kind   uint32
-	Named  bool
-	_      [7]byte
+	_          structs.HostLayout
+	TsOut      uint64
+	TsWake     uint64
+	Ustack     int32
+	Kstack     int32
+	State      uint32
+	Kind       uint32
+	Named      bool
+	_          [3]byte
+	LastUstack int32
+	LastKstack int32
+	LastState  uint32
+	LastSysnr  int64
+	LastArg0   uint64
 }
 
 type blockprofThreadInfo struct {
@@ -95,6 +100,7 @@ const (
 	blockprofVarCfgMaxBlockNs      = "cfg_max_block_ns"
 	blockprofVarCfgMinBlockNs      = "cfg_min_block_ns"
 	blockprofVarCfgPreempted       = "cfg_preempted"
+	blockprofVarCfgReuseKstack     = "cfg_reuse_kstack"
 	blockprofVarCfgSingleTgid      = "cfg_single_tgid"
 	blockprofVarCfgUserStacks      = "cfg_user_stacks"
 	blockprofVarUnusedDropReason   = "unused_drop_reason"
@@ -174,6 +180,7 @@ type blockprofVariableSpecs struct {
 	CfgMaxBlockNs      *ebpf.VariableSpec `ebpf:"cfg_max_block_ns"`
 	CfgMinBlockNs      *ebpf.VariableSpec `ebpf:"cfg_min_block_ns"`
 	CfgPreempted       *ebpf.VariableSpec `ebpf:"cfg_preempted"`
+	CfgReuseKstack     *ebpf.VariableSpec `ebpf:"cfg_reuse_kstack"`
 	CfgSingleTgid      *ebpf.VariableSpec `ebpf:"cfg_single_tgid"`
 	CfgUserStacks      *ebpf.VariableSpec `ebpf:"cfg_user_stacks"`
 	UnusedDropReason   *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
@@ -236,6 +243,7 @@ type blockprofVariables struct {
 	CfgMaxBlockNs      *ebpf.Variable `ebpf:"cfg_max_block_ns"`
 	CfgMinBlockNs      *ebpf.Variable `ebpf:"cfg_min_block_ns"`
 	CfgPreempted       *ebpf.Variable `ebpf:"cfg_preempted"`
+	CfgReuseKstack     *ebpf.Variable `ebpf:"cfg_reuse_kstack"`
 	CfgSingleTgid      *ebpf.Variable `ebpf:"cfg_single_tgid"`
 	CfgUserStacks      *ebpf.Variable `ebpf:"cfg_user_stacks"`
 	UnusedDropReason   *ebpf.Variable `ebpf:"unused_drop_reason"`

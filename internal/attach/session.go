@@ -25,6 +25,10 @@ type Options struct {
 	Preempted bool
 	// NoUserStacks / NoKernelStacks skip a stack walk (cheaper, less detail).
 	NoUserStacks, NoKernelStacks bool
+	// ExactKernelStacks walks the kernel stack at every switch-out instead
+	// of reusing the last one when the thread blocks again at the same
+	// place (same user stack, syscall, first argument and state).
+	ExactKernelStacks bool
 }
 
 // Kind says what an off-CPU interval was.
@@ -45,20 +49,21 @@ func (k Kind) String() string {
 // Record is one aggregated bucket drained from the kernel.
 type Record struct {
 	TGID, TID uint32
-	// Stacks hold raw addresses, leaf first. A nil stack was not captured;
-	// StackErr then says why (a negative errno, e.g. -EEXIST on collision).
-	UserStack, KernelStack       []uint64
-	UserStackErr, KernelStackErr int32
-	State                        uint32 // prev_state bits at switch-out
-	Kind                         Kind
-	Count                        uint64
-	Blocked, RunQueue            time.Duration
+	// Stacks hold raw addresses, leaf first; equal IDs mean equal stacks
+	// for the whole session. A negative ID is -errno: not captured (e.g.
+	// -EEXIST on a stack-map collision, -EFAULT for no user stack).
+	UserStack, KernelStack     []uint64
+	UserStackID, KernelStackID int32
+	State                      uint32 // prev_state bits at switch-out
+	Kind                       Kind
+	Count                      uint64
+	Blocked, RunQueue          time.Duration
 }
 
 // Thread names one thread seen off-CPU.
 type Thread struct {
-	TGID        uint32
-	Name, Comm  string // thread name, process name
+	TGID       uint32
+	Name, Comm string // thread name, process name
 }
 
 // Session is a set of attached BPF programs counting off-CPU time of targets.
@@ -110,6 +115,7 @@ func Open(opts Options) (s *Session, err error) {
 		blockprofVarCfgPreempted:      opts.Preempted,
 		blockprofVarCfgUserStacks:     !opts.NoUserStacks,
 		blockprofVarCfgKernelStacks:   !opts.NoKernelStacks,
+		blockprofVarCfgReuseKstack:    !opts.ExactKernelStacks,
 		blockprofVarCfgMinBlockNs:     uint64(opts.MinBlock),
 		blockprofVarCfgMaxBlockNs:     uint64(opts.MaxBlock),
 	} {
@@ -191,8 +197,8 @@ func (s *Session) Drain() ([]Record, error) {
 			Blocked:  time.Duration(v.BlockedNs),
 			RunQueue: time.Duration(v.RunqueueNs),
 		}
-		r.UserStack, r.UserStackErr = s.stack(s.objs.Ustacks, s.ustack, k.Ustack)
-		r.KernelStack, r.KernelStackErr = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
+		r.UserStack, r.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.Ustack)
+		r.KernelStack, r.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
 		recs = append(recs, r)
 	}
 	return recs, nil
@@ -244,7 +250,7 @@ func (s *Session) stack(m *ebpf.Map, cache map[int32][]uint64, id int32) ([]uint
 		return nil, id
 	}
 	if st, ok := cache[id]; ok {
-		return st, 0
+		return st, id
 	}
 	raw := make([]uint64, m.ValueSize()/8)
 	if err := m.Lookup(uint32(id), raw); err != nil {
@@ -256,7 +262,7 @@ func (s *Session) stack(m *ebpf.Map, cache map[int32][]uint64, id int32) ([]uint
 	}
 	st := raw[:n:n]
 	cache[id] = st
-	return st, 0
+	return st, id
 }
 
 // AddTarget makes another process a target (e.g. a command launched by
