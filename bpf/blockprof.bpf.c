@@ -322,3 +322,15 @@ int BPF_PROG(bprof_fork, struct task_struct *parent, struct task_struct *child)
 		drop(DROP_TARGETS_FULL, 1);
 	return 0;
 }
+
+/* exec renames the process: take the thread's names again at its next
+ * switch-out (with -- CMD, the first ones are the exec gate's). */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(bprof_exec)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct task_state *st = bpf_task_storage_get(&tstate, t, 0, 0);
+	if (st)
+		st->named = false;
+	return 0;
+}

@@ -90,6 +90,7 @@ const (
 	blockprofMapThreads            = "threads"
 	blockprofMapTstate             = "tstate"
 	blockprofMapUstacks            = "ustacks"
+	blockprofProgBprofExec         = "bprof_exec"
 	blockprofProgBprofFork         = "bprof_fork"
 	blockprofProgBprofSwitch       = "bprof_switch"
 	blockprofProgBprofWakeup       = "bprof_wakeup"
@@ -149,6 +150,7 @@ type blockprofSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockprofProgramSpecs struct {
+	BprofExec   *ebpf.ProgramSpec `ebpf:"bprof_exec"`
 	BprofFork   *ebpf.ProgramSpec `ebpf:"bprof_fork"`
 	BprofSwitch *ebpf.ProgramSpec `ebpf:"bprof_switch"`
 	BprofWakeup *ebpf.ProgramSpec `ebpf:"bprof_wakeup"`
@@ -254,6 +256,7 @@ type blockprofVariables struct {
 //
 // It can be passed to loadBlockprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockprofPrograms struct {
+	BprofExec   *ebpf.Program `ebpf:"bprof_exec"`
 	BprofFork   *ebpf.Program `ebpf:"bprof_fork"`
 	BprofSwitch *ebpf.Program `ebpf:"bprof_switch"`
 	BprofWakeup *ebpf.Program `ebpf:"bprof_wakeup"`
@@ -261,6 +264,7 @@ type blockprofPrograms struct {
 
 func (p *blockprofPrograms) Close() error {
 	return _BlockprofClose(
+		p.BprofExec,
 		p.BprofFork,
 		p.BprofSwitch,
 		p.BprofWakeup,

@@ -153,7 +153,7 @@ func Open(opts Options) (s *Session, err error) {
 
 	// Wakeup first, then fork, then switch: once switch is live every
 	// interval it opens can be closed correctly.
-	for _, p := range []*ebpf.Program{s.objs.BprofWakeup, s.objs.BprofFork, s.objs.BprofSwitch} {
+	for _, p := range []*ebpf.Program{s.objs.BprofWakeup, s.objs.BprofFork, s.objs.BprofExec, s.objs.BprofSwitch} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
 			return nil, classify("attach "+p.String(), err)

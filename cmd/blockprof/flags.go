@@ -1,0 +1,145 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// recordConfig is a parsed and checked `blockprof record` command line.
+type recordConfig struct {
+	pids      []int
+	tids      []int
+	command   []string // after --
+	duration  time.Duration
+	output    string
+	format    string // pprof | folded
+	minBlock  time.Duration
+	maxBlock  time.Duration
+	preempted bool
+	stacks    string // user,kernel | user | kernel
+	exactK    bool
+	top       int
+	quiet     bool
+	readyFile string
+	interval  time.Duration // how often the kernel's aggregation is drained
+}
+
+func (c *recordConfig) userStacks() bool   { return strings.Contains(c.stacks, "user") }
+func (c *recordConfig) kernelStacks() bool { return strings.Contains(c.stacks, "kernel") }
+
+const recordUsage = `Usage:
+  blockprof record [flags] -p PID[,PID...]
+  blockprof record [flags] -- CMD [ARGS...]
+
+Records off-CPU time of the targets' threads until --duration ends, Ctrl-C,
+or every target exits; then writes the profile and prints a summary.
+
+Flags:
+`
+
+// errHelp means --help was asked for: print usage, exit 0.
+var errHelp = pflag.ErrHelp
+
+func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordConfig, error) {
+	c := &recordConfig{}
+	fs := pflag.NewFlagSet("record", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+	fs.IntSliceVarP(&c.pids, "pid", "p", nil, "profile these processes (repeatable, or comma-separated)")
+	fs.IntSliceVarP(&c.tids, "tid", "t", nil, "only these threads of the target processes")
+	fs.DurationVarP(&c.duration, "duration", "d", 0, "stop after this long (default: until Ctrl-C or the targets exit)")
+	fs.StringVarP(&c.output, "output", "o", "", "profile file (default: blockprof-PID-DATE-TIME.pb.gz, or .folded)")
+	fs.StringVar(&c.format, "format", "pprof", "output format: pprof or folded (collapsed stacks for flame graphs)")
+	fs.DurationVar(&c.minBlock, "min-block", 0, "ignore off-CPU intervals shorter than this (counted as filtered)")
+	fs.DurationVar(&c.maxBlock, "max-block", 0, "ignore off-CPU intervals longer than this (0: no limit)")
+	fs.BoolVar(&c.preempted, "preempted", false, "also record involuntary preemption (as run-queue time, kind=preempted)")
+	fs.StringVar(&c.stacks, "stacks", "user,kernel", "which stacks to capture: user,kernel | user | kernel")
+	fs.BoolVar(&c.exactK, "exact-kernel-stacks", false, "walk the kernel stack at every switch-out, never reuse the last one")
+	fs.IntVar(&c.top, "top", 10, "stacks shown in the summary")
+	fs.BoolVarP(&c.quiet, "quiet", "q", false, "no status line and no summary")
+	fs.StringVar(&c.readyFile, "ready-file", "", "create this file once recording has started (for scripts and tests)")
+	fs.DurationVar(&c.interval, "drain-interval", time.Second, "how often to read the kernel's aggregation")
+	_ = fs.MarkHidden("drain-interval")
+
+	fs.Usage = func() {
+		fmt.Fprint(helpOut, recordUsage)
+		fmt.Fprint(helpOut, fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			fs.Usage()
+			return nil, errHelp
+		}
+		return nil, err
+	}
+	if dash := fs.ArgsLenAtDash(); dash >= 0 {
+		if dash > 0 {
+			return nil, fmt.Errorf("unexpected argument %q before --", fs.Args()[0])
+		}
+		c.command = fs.Args()
+		if len(c.command) == 0 {
+			return nil, errors.New("no command after --")
+		}
+	} else if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (use -p PID, or -- CMD to launch a command)", fs.Arg(0))
+	}
+	switch {
+	case len(c.pids) == 0 && len(c.command) == 0:
+		return nil, errors.New("nothing to profile: give -p PID or -- CMD")
+	case len(c.pids) > 0 && len(c.command) > 0:
+		return nil, errors.New("give either -p PID or -- CMD, not both")
+	}
+	for _, p := range append(append([]int{}, c.pids...), c.tids...) {
+		if p <= 0 {
+			return nil, fmt.Errorf("invalid process or thread id %d", p)
+		}
+	}
+	if c.format != "pprof" && c.format != "folded" {
+		return nil, fmt.Errorf("unknown --format %q (want pprof or folded)", c.format)
+	}
+	if c.duration < 0 || c.minBlock < 0 || c.maxBlock < 0 {
+		return nil, errors.New("durations must not be negative")
+	}
+	if c.maxBlock > 0 && c.maxBlock < c.minBlock {
+		return nil, fmt.Errorf("--max-block %v is below --min-block %v", c.maxBlock, c.minBlock)
+	}
+	switch c.stacks {
+	case "user,kernel", "kernel,user", "user", "kernel":
+	default:
+		return nil, fmt.Errorf("unknown --stacks %q (want user,kernel, user or kernel)", c.stacks)
+	}
+	if c.interval <= 0 {
+		c.interval = time.Second
+	}
+	if c.output == "" {
+		c.output = defaultOutput(c, now)
+	}
+	return c, nil
+}
+
+// defaultOutput names the profile after the target and the time, so
+// successive recordings never overwrite each other.
+func defaultOutput(c *recordConfig, now time.Time) string {
+	who := "cmd-" + filepath.Base(firstOr(c.command, "cmd"))
+	if len(c.pids) > 0 {
+		who = fmt.Sprint(c.pids[0])
+	}
+	ext := ".pb.gz"
+	if c.format == "folded" {
+		ext = ".folded"
+	}
+	return fmt.Sprintf("blockprof-%s-%s%s", who, now.Format("20060102-150405"), ext)
+}
+
+func firstOr(s []string, def string) string {
+	if len(s) > 0 {
+		return s[0]
+	}
+	return def
+}

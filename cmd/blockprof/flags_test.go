@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseRecordFlags(t *testing.T) {
+	now := time.Date(2026, 11, 26, 10, 15, 0, 0, time.UTC)
+	c, err := parseRecordFlags([]string{"-p", "42,43", "-p", "44", "-t", "50", "-d", "3s", "--min-block", "1ms", "--format", "folded"}, now, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.pids) != 3 || c.pids[2] != 44 || c.tids[0] != 50 || c.duration != 3*time.Second || c.minBlock != time.Millisecond {
+		t.Errorf("parsed %+v", c)
+	}
+	if c.output != "blockprof-42-20261126-101500.folded" {
+		t.Errorf("default output %q", c.output)
+	}
+	if !c.userStacks() || !c.kernelStacks() {
+		t.Error("both stacks should be on by default")
+	}
+
+	c, err = parseRecordFlags([]string{"--stacks", "kernel", "--", "/usr/bin/server", "-x", "--port", "1"}, now, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.command, " ") != "/usr/bin/server -x --port 1" || c.userStacks() || !c.kernelStacks() {
+		t.Errorf("parsed %+v", c)
+	}
+	if c.output != "blockprof-cmd-server-20261126-101500.pb.gz" {
+		t.Errorf("default output %q", c.output)
+	}
+}
+
+func TestParseRecordFlagsErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "nothing to profile"},
+		{[]string{"-p", "1", "--", "x"}, "not both"},
+		{[]string{"-p", "0"}, "invalid process"},
+		{[]string{"-p", "x"}, "invalid argument"},
+		{[]string{"-p", "1", "--format", "svg"}, "unknown --format"},
+		{[]string{"-p", "1", "--stacks", "both"}, "unknown --stacks"},
+		{[]string{"-p", "1", "--min-block", "10ms", "--max-block", "1ms"}, "below --min-block"},
+		{[]string{"-p", "1", "extra"}, "unexpected argument"},
+		{[]string{"--"}, "no command after --"},
+		{[]string{"-p", "1", "-d", "-1s"}, "negative"},
+	} {
+		_, err := parseRecordFlags(tc.args, time.Now(), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.args, err, tc.want)
+		}
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"record", "--help"}, &out, &errb); code != exitOK {
+		t.Fatalf("record --help: exit %d", code)
+	}
+	for _, want := range []string{"--pid", "--duration", "--output", "--format", "--min-block", "--stacks", "-- CMD"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("record --help lacks %q", want)
+		}
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"--help"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "Examples:") {
+		t.Errorf("--help: exit %d, output %q", code, out.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"version"}, &out, &errb); code != exitOK || !strings.HasPrefix(out.String(), "blockprof ") {
+		t.Errorf("version: exit %d, output %q", code, out.String())
+	}
+}
+
+func TestStateLetter(t *testing.T) {
+	for state, want := range map[uint32]string{0: "R", 1: "S", 2: "D", 0x402: "I", 0x102: "D", 4: "T", 8: "t", 0x40: "P"} {
+		if got := stateLetter(state); got != want {
+			t.Errorf("stateLetter(%#x) = %q, want %q", state, got, want)
+		}
+	}
+}
+
+func TestCallSites(t *testing.T) {
+	got := callSites([]uint64{100, 200, 300})
+	if got[0] != 100 || got[1] != 199 || got[2] != 299 {
+		t.Errorf("callSites = %v", got)
+	}
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"blockprof/internal/attach"
+	"blockprof/internal/symbolize"
+	"blockprof/profiles"
+)
+
+// record runs `blockprof record`: check everything that can be checked
+// before attaching, attach, drain until told to stop, detach, then
+// symbolize and write.
+func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	start := time.Now()
+	cfg, err := parseRecordFlags(args, start, stdout)
+	if errors.Is(err, errHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "blockprof: %v\n", err)
+		return exitUsage
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "blockprof: %v\n", err)
+		return exitError
+	}
+
+	// Cheap checks first: a bad PID or an unwritable output must not cost
+	// an attach, and must leave nothing behind.
+	for _, pid := range cfg.pids {
+		if !processExists(pid) {
+			return fail(fmt.Errorf("no process with PID %d", pid))
+		}
+	}
+	if err := checkPrivileges(); err != nil {
+		return fail(err)
+	}
+	if err := attach.CheckBTF(); err != nil {
+		return fail(err)
+	}
+	out, err := os.OpenFile(cfg.output, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fail(fmt.Errorf("cannot write profile: %w", err))
+	}
+	written := false
+	defer func() {
+		out.Close()
+		if !written {
+			os.Remove(cfg.output)
+		}
+	}()
+
+	r := &recorder{cfg: cfg, stderr: stderr, start: start, procs: map[uint32]*symbolize.Process{},
+		agg: map[recordKey]*attach.Record{}}
+	r.sym = symbolize.New(symbolize.Options{})
+	defer r.sym.Close()
+
+	var child *exec.Cmd
+	var openGate func() error
+	pids := cfg.pids
+	if len(cfg.command) > 0 {
+		child, openGate, err = startGated(cfg.command, stderr, stderr)
+		if err != nil {
+			return fail(err)
+		}
+		pids = []int{child.Process.Pid}
+		defer func() {
+			if child.ProcessState == nil { // attach failed: the gate closes, CMD never runs
+				child.Process.Kill()
+				child.Wait()
+			}
+		}()
+	}
+
+	sess, err := attach.Open(attach.Options{
+		PIDs:              pids,
+		TIDs:              cfg.tids,
+		FollowChildren:    len(cfg.command) > 0,
+		MinBlock:          cfg.minBlock,
+		MaxBlock:          cfg.maxBlock,
+		Preempted:         cfg.preempted,
+		NoUserStacks:      !cfg.userStacks(),
+		NoKernelStacks:    !cfg.kernelStacks(),
+		ExactKernelStacks: cfg.exactK,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	r.sess = sess
+	defer sess.Close() // idempotent: also closed explicitly before symbolizing
+	r.attached = time.Now()
+
+	// What ends the recording.
+	exited := make(chan string, 1)
+	if child != nil {
+		if err := openGate(); err != nil {
+			return fail(fmt.Errorf("start %s: %w", cfg.command[0], err))
+		}
+		// Symbols must come from CMD, not from the gate it replaces.
+		waitExec(child.Process.Pid, 2*time.Second)
+	}
+	// Symbolization data is taken now, while the targets live.
+	for _, pid := range pids {
+		r.attachProcess(uint32(pid))
+	}
+	if cfg.readyFile != "" {
+		if err := os.WriteFile(cfg.readyFile, nil, 0o644); err != nil {
+			return fail(fmt.Errorf("create ready file: %w", err))
+		}
+	}
+	if child != nil {
+		go func() {
+			child.Wait()
+			exited <- fmt.Sprintf("%s exited (%s)", cfg.command[0], child.ProcessState)
+		}()
+	} else {
+		go func() {
+			waitAllExit(ctx, cfg.pids)
+			exited <- "target exited"
+		}()
+	}
+	var timeout <-chan time.Time
+	if cfg.duration > 0 {
+		timer := time.NewTimer(cfg.duration)
+		defer timer.Stop()
+		timeout = timer.C
+	}
+
+	status := newStatusLine(stderr, cfg.quiet)
+	tick := time.NewTicker(cfg.interval)
+	defer tick.Stop()
+	why := ""
+	for why == "" {
+		select {
+		case <-ctx.Done():
+			why = "interrupted"
+		case why = <-exited:
+		case <-timeout:
+			why = "duration reached"
+		case <-tick.C:
+			if err := r.drain(); err != nil {
+				status.clear()
+				return fail(err)
+			}
+			status.show(r.statusText())
+		}
+	}
+	status.clear()
+
+	// Last drain, then detach before the (slower) symbolization so the
+	// targets stop paying for us at once.
+	if err := r.drain(); err != nil {
+		return fail(err)
+	}
+	r.end = time.Now()
+	drops, derr := sess.Drops()
+	threads, terr := sess.Threads()
+	if err := sess.Close(); err != nil {
+		fmt.Fprintf(stderr, "blockprof: detach: %v\n", err)
+	}
+	if err := errors.Join(derr, terr); err != nil {
+		return fail(err)
+	}
+
+	prof := r.profile(drops, threads, why, args)
+	if err := writeProfile(out, cfg.format, prof); err != nil {
+		return fail(fmt.Errorf("write %s: %w", cfg.output, err))
+	}
+	if err := out.Close(); err != nil {
+		return fail(fmt.Errorf("write %s: %w", cfg.output, err))
+	}
+	written = true
+	if !cfg.quiet {
+		file := cfg.output
+		if cfg.format != "pprof" {
+			file = ""
+		}
+		profiles.WriteSummary(stdout, prof, profiles.SummaryOptions{Top: cfg.top, File: file})
+		if cfg.format != "pprof" {
+			fmt.Fprintf(stdout, "folded stacks written to %s\n", cfg.output)
+		}
+	}
+	if child != nil && child.ProcessState != nil && !child.ProcessState.Success() {
+		// Mirror the command's failure, as `time` and `perf record` do.
+		if code := child.ProcessState.ExitCode(); code > 0 {
+			return code
+		}
+	}
+	return exitOK
+}
+
+func writeProfile(w io.Writer, format string, p *profiles.Profile) error {
+	if format == "folded" {
+		return profiles.WriteFolded(w, p, profiles.FoldedOptions{})
+	}
+	return profiles.WritePprof(w, p, profiles.PprofOptions{})
+}
+
+// processExists is true for a live, non-zombie process.
+func processExists(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name, which may itself
+	// contain spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// waitExec waits until pid no longer runs our own executable (the exec
+// gate has exec'ed the command), or the timeout passes.
+func waitExec(pid int, timeout time.Duration) {
+	self, _ := os.Readlink("/proc/self/exe")
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if now, err := os.Readlink(exe); err != nil || now != self {
+			return
+		}
+	}
+}
+
+// waitAllExit returns once none of pids is alive (or ctx ends).
+func waitAllExit(ctx context.Context, pids []int) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		alive := false
+		for _, p := range pids {
+			alive = alive || processExists(p)
+		}
+		if !alive {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// checkPrivileges fails early, with one line, when loading BPF cannot work.
+func checkPrivileges() error {
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil // let the kernel decide
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if hex, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			var caps uint64
+			fmt.Sscanf(strings.TrimSpace(hex), "%x", &caps)
+			const sysAdmin, perfmon, bpf = 21, 38, 39
+			if caps&(1<<sysAdmin) != 0 || (caps&(1<<perfmon) != 0 && caps&(1<<bpf) != 0) {
+				return nil
+			}
+		}
+	}
+	return attach.ErrPermission
+}

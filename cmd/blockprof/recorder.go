@@ -1,0 +1,255 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"blockprof/internal/attach"
+	"blockprof/internal/symbolize"
+	"blockprof/profiles"
+
+	"golang.org/x/sys/unix"
+)
+
+// recordKey identifies one aggregation bucket across drains: stack IDs are
+// stable for the whole session.
+type recordKey struct {
+	tgid, tid      uint32
+	ustack, kstack int32
+	state          uint32
+	kind           attach.Kind
+}
+
+// recorder accumulates what the kernel aggregated, drain after drain.
+type recorder struct {
+	cfg                  *recordConfig
+	stderr               io.Writer
+	sess                 *attach.Session
+	sym                  *symbolize.Symbolizer
+	procs                map[uint32]*symbolize.Process
+	agg                  map[recordKey]*attach.Record
+	start, attached, end time.Time
+	blocked, runQueue    time.Duration
+	intervals            uint64
+	drains               int
+}
+
+func (r *recorder) drain() error {
+	recs, err := r.sess.Drain()
+	if err != nil {
+		return err
+	}
+	r.drains++
+	for i := range recs {
+		rec := &recs[i]
+		if _, ok := r.procs[rec.TGID]; !ok {
+			r.attachProcess(rec.TGID) // a child forked since the last drain
+		}
+		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind}
+		r.blocked += rec.Blocked
+		r.runQueue += rec.RunQueue
+		r.intervals += rec.Count
+		if have, ok := r.agg[k]; ok {
+			have.Count += rec.Count
+			have.Blocked += rec.Blocked
+			have.RunQueue += rec.RunQueue
+			continue
+		}
+		r.agg[k] = rec
+	}
+	// New mappings (dlopen, exec) are picked up while the process lives.
+	if r.drains%5 == 0 {
+		for _, p := range r.procs {
+			if p != nil && !p.Exited() {
+				_ = p.Refresh()
+			}
+		}
+	}
+	return nil
+}
+
+// attachProcess takes what symbolization will need from a live process.
+// A process that is already gone is remembered as such (nil).
+func (r *recorder) attachProcess(tgid uint32) {
+	p, err := r.sym.Attach(int(tgid))
+	if err != nil {
+		p = nil
+	}
+	r.procs[tgid] = p
+}
+
+func (r *recorder) statusText() string {
+	return fmt.Sprintf("recording %s  off-CPU %s blocked, %s run-queue  (%d intervals)",
+		time.Since(r.attached).Round(time.Second), r.blocked.Round(time.Millisecond),
+		r.runQueue.Round(time.Millisecond), r.intervals)
+}
+
+// profile symbolizes everything recorded and builds the profile to write.
+func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Thread, why string, args []string) *profiles.Profile {
+	p := &profiles.Profile{
+		Start:     r.attached,
+		Duration:  r.end.Sub(r.attached),
+		Drops:     map[string]uint64{},
+		Processes: map[int]profiles.Process{},
+	}
+	p.Comments = append(p.Comments,
+		"blockprof record "+strings.Join(args, " "),
+		fmt.Sprintf("stopped: %s; attach took %s", why, r.attached.Sub(r.start).Round(time.Millisecond)))
+	for reason, n := range drops {
+		switch {
+		case reason == "filtered":
+			if n > 0 {
+				p.Comments = append(p.Comments, fmt.Sprintf("%d intervals outside --min-block/--max-block", n))
+			}
+		case n > 0:
+			p.Drops[reason] = n
+		}
+	}
+
+	keys := make([]recordKey, 0, len(r.agg))
+	for k := range r.agg {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return r.agg[keys[i]].Blocked > r.agg[keys[j]].Blocked })
+	for _, k := range keys {
+		rec := r.agg[k]
+		proc := r.procs[rec.TGID]
+		s := profiles.Sample{
+			PID: int(rec.TGID), TID: int(rec.TID),
+			State: stateLetter(rec.State), Kind: rec.Kind.String(),
+			Count: int64(rec.Count), Blocked: rec.Blocked, RunQueue: rec.RunQueue,
+		}
+		s.Thread, s.Comm = threadNames(threads, rec.TGID, rec.TID)
+		if len(rec.KernelStack) > 0 {
+			s.Stack = append(s.Stack, r.sym.Kernel(callSites(rec.KernelStack))...)
+		}
+		if len(rec.UserStack) > 0 {
+			if proc != nil {
+				s.Stack = append(s.Stack, proc.Locations(callSites(rec.UserStack))...)
+			} else {
+				p.Drops["user_symbols_process_gone"] += rec.Count
+				for _, a := range callSites(rec.UserStack) {
+					s.Stack = append(s.Stack, symbolize.Location{Address: a})
+				}
+			}
+		}
+		p.Samples = append(p.Samples, s)
+	}
+
+	for tgid, proc := range r.procs {
+		info := profiles.Process{PID: int(tgid), Exited: !processExists(int(tgid))}
+		if proc != nil {
+			info.Main = proc.Main()
+		}
+		info.Command = cmdline(int(tgid))
+		_, info.Comm = threadNames(threads, tgid, tgid)
+		p.Processes[int(tgid)] = info
+	}
+	return p
+}
+
+// threadNames returns a thread's and its process's names: from /proc while
+// they live (names change at exec and prctl), else as the kernel saw them
+// at the thread's first switch-out.
+func threadNames(threads map[uint32]attach.Thread, tgid, tid uint32) (thread, comm string) {
+	t := threads[tid]
+	thread, comm = t.Name, t.Comm
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", tgid, tid)); err == nil {
+		thread = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", tgid)); err == nil {
+		comm = strings.TrimSpace(string(b))
+	}
+	if comm == "" {
+		// Any thread of the process knows the leader's name.
+		for _, o := range threads {
+			if o.TGID == tgid && o.Comm != "" {
+				comm = o.Comm
+				break
+			}
+		}
+	}
+	return thread, comm
+}
+
+// callSites turns a stack of return addresses (leaf first) into the
+// addresses to look up: every frame but the leaf is a return address, and
+// the call that made it is the instruction before.
+func callSites(stack []uint64) []uint64 {
+	out := make([]uint64, len(stack))
+	for i, a := range stack {
+		if i > 0 && a > 0 {
+			a--
+		}
+		out[i] = a
+	}
+	return out
+}
+
+// stateLetter names a task state as ps(1) does.
+func stateLetter(state uint32) string {
+	const (
+		interruptible   = 0x1
+		uninterruptible = 0x2
+		stopped         = 0x4
+		traced          = 0x8
+		parked          = 0x40
+		noload          = 0x400
+	)
+	switch {
+	case state == 0:
+		return "R"
+	case state&(uninterruptible|noload) == uninterruptible|noload:
+		return "I" // TASK_IDLE: kernel idle wait, not load
+	case state&interruptible != 0:
+		return "S"
+	case state&uninterruptible != 0:
+		return "D"
+	case state&stopped != 0:
+		return "T"
+	case state&traced != 0:
+		return "t"
+	case state&parked != 0:
+		return "P"
+	}
+	return fmt.Sprintf("0x%x", state)
+}
+
+func cmdline(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+}
+
+// statusLine is the one live line on a terminal's stderr while recording.
+type statusLine struct {
+	w  io.Writer
+	on bool
+}
+
+func newStatusLine(w io.Writer, quiet bool) *statusLine {
+	on := false
+	if f, ok := w.(*os.File); ok && !quiet {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		on = err == nil
+	}
+	return &statusLine{w: w, on: on}
+}
+
+func (s *statusLine) show(text string) {
+	if s.on {
+		fmt.Fprintf(s.w, "\r\033[K%s", text)
+	}
+}
+
+func (s *statusLine) clear() {
+	if s.on {
+		fmt.Fprint(s.w, "\r\033[K")
+	}
+}
