@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"blockprof/internal/symbolize"
 )
 
 func TestParseRecordFlags(t *testing.T) {
@@ -92,5 +94,18 @@ func TestCallSites(t *testing.T) {
 	got := callSites([]uint64{100, 200, 300})
 	if got[0] != 100 || got[1] != 199 || got[2] != 299 {
 		t.Errorf("callSites = %v", got)
+	}
+}
+
+func TestTrimTracing(t *testing.T) {
+	loc := func(name string) symbolize.Location {
+		return symbolize.Location{Frames: []symbolize.Frame{{Function: name}}}
+	}
+	got := trimTracing([]symbolize.Location{{Address: 1}, loc("bpf_trace_run4"), loc("__schedule"), loc("schedule")})
+	if len(got) != 2 || got[0].Frames[0].Function != "__schedule" {
+		t.Errorf("trimTracing kept %v", got)
+	}
+	if got := trimTracing([]symbolize.Location{loc("a"), loc("b")}); len(got) != 2 {
+		t.Errorf("without __schedule nothing may be dropped, got %v", got)
 	}
 }

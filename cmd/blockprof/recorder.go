@@ -125,7 +125,7 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 		}
 		s.Thread, s.Comm = threadNames(threads, rec.TGID, rec.TID)
 		if len(rec.KernelStack) > 0 {
-			s.Stack = append(s.Stack, r.sym.Kernel(callSites(rec.KernelStack))...)
+			s.Stack = append(s.Stack, trimTracing(r.sym.Kernel(callSites(rec.KernelStack)))...)
 		}
 		if len(rec.UserStack) > 0 {
 			if proc != nil {
@@ -174,6 +174,18 @@ func threadNames(threads map[uint32]attach.Thread, tgid, tid uint32) (thread, co
 		}
 	}
 	return thread, comm
+}
+
+// trimTracing drops the frames of the tracing machinery (the BPF program,
+// its trampoline, bpf_trace_run*) above the scheduler: the stack of a
+// blocked thread starts at __schedule.
+func trimTracing(kernel []symbolize.Location) []symbolize.Location {
+	for i, loc := range kernel {
+		if n := len(loc.Frames); n > 0 && loc.Frames[n-1].Function == "__schedule" {
+			return kernel[i:]
+		}
+	}
+	return kernel
 }
 
 // callSites turns a stack of return addresses (leaf first) into the
