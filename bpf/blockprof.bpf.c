@@ -137,16 +137,22 @@ static __always_inline void drop(u32 reason, u64 n)
 		*c += n; /* per-CPU: no atomics needed */
 }
 
-static __always_inline bool is_target(struct task_struct *t)
+/* The first test on every path: a load and a compare for one target, an
+ * inlined hash lookup otherwise. It runs before any helper call
+ * (task storage lookups are real calls), so non-targets stay cheap. */
+static __always_inline bool tgid_is_target(struct task_struct *t)
 {
 	u32 tgid = t->tgid;
 
-	if (cfg_single_tgid) {
-		if (tgid != cfg_single_tgid)
-			return false;
-	} else if (!bpf_map_lookup_elem(&targets, &tgid)) {
+	if (cfg_single_tgid)
+		return tgid == cfg_single_tgid;
+	return bpf_map_lookup_elem(&targets, &tgid) != NULL;
+}
+
+static __always_inline bool is_target(struct task_struct *t)
+{
+	if (!tgid_is_target(t))
 		return false;
-	}
 	if (cfg_filter_tids) {
 		u32 tid = t->pid;
 		if (!bpf_map_lookup_elem(&target_tids, &tid))
@@ -166,6 +172,8 @@ static __always_inline s32 stack_id(void *ctx, void *map, u64 flags, u32 collisi
 /* Close next's interval, if it has one, and add it to the active map. */
 static __always_inline void switch_in(struct task_struct *next)
 {
+	if (!tgid_is_target(next))
+		return;
 	struct task_state *st = bpf_task_storage_get(&tstate, next, 0, 0);
 	if (!st || !st->ts_out)
 		return;
@@ -302,6 +310,8 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(bprof_wakeup, struct task_struct *p)
 {
+	if (!tgid_is_target(p))
+		return 0;
 	struct task_state *st = bpf_task_storage_get(&tstate, p, 0, 0);
 	if (st && st->ts_out && !st->ts_wake)
 		st->ts_wake = bpf_ktime_get_ns();

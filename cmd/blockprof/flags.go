@@ -24,6 +24,7 @@ type recordConfig struct {
 	preempted bool
 	stacks    string // user,kernel | user | kernel
 	exactK    bool
+	noRunQ    bool
 	top       int
 	quiet     bool
 	readyFile string
@@ -61,6 +62,7 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	fs.BoolVar(&c.preempted, "preempted", false, "also record involuntary preemption (as run-queue time, kind=preempted)")
 	fs.StringVar(&c.stacks, "stacks", "user,kernel", "which stacks to capture: user,kernel | user | kernel")
 	fs.BoolVar(&c.exactK, "exact-kernel-stacks", false, "walk the kernel stack at every switch-out, never reuse the last one")
+	fs.BoolVar(&c.noRunQ, "no-runqueue", false, "don't split off-CPU time into blocked and run-queue (cheaper for the rest of the machine)")
 	fs.IntVar(&c.top, "top", 10, "stacks shown in the summary")
 	fs.BoolVarP(&c.quiet, "quiet", "q", false, "no status line and no summary")
 	fs.StringVar(&c.readyFile, "ready-file", "", "create this file once recording has started (for scripts and tests)")

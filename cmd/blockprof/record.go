@@ -90,6 +90,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		NoUserStacks:      !cfg.userStacks(),
 		NoKernelStacks:    !cfg.kernelStacks(),
 		ExactKernelStacks: cfg.exactK,
+		NoRunQueue:        cfg.noRunQ,
 	})
 	if err != nil {
 		return fail(err)

@@ -29,6 +29,9 @@ type Options struct {
 	// of reusing the last one when the thread blocks again at the same
 	// place (same user stack, syscall, first argument and state).
 	ExactKernelStacks bool
+	// NoRunQueue skips the wakeup hook: all off-CPU time counts as blocked.
+	// It halves the cost every non-target switch pays (one program, not two).
+	NoRunQueue bool
 }
 
 // Kind says what an off-CPU interval was.
@@ -153,7 +156,11 @@ func Open(opts Options) (s *Session, err error) {
 
 	// Wakeup first, then fork, then switch: once switch is live every
 	// interval it opens can be closed correctly.
-	for _, p := range []*ebpf.Program{s.objs.BprofWakeup, s.objs.BprofFork, s.objs.BprofExec, s.objs.BprofSwitch} {
+	progs := []*ebpf.Program{s.objs.BprofWakeup, s.objs.BprofFork, s.objs.BprofExec, s.objs.BprofSwitch}
+	if opts.NoRunQueue {
+		progs = progs[1:]
+	}
+	for _, p := range progs {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
 			return nil, classify("attach "+p.String(), err)
