@@ -120,6 +120,16 @@ func readProfile(t *testing.T, path string) *profile.Profile {
 	if err := p.CheckValid(); err != nil {
 		t.Fatal(err)
 	}
+	// What users run first must read the file without a single warning.
+	for _, view := range []string{"-top", "-traces"} {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command("go", "tool", "pprof", view, path)
+		cmd.Env = append(os.Environ(), "PPROF_TMPDIR="+t.TempDir(), "PPROF_BINARY_PATH="+t.TempDir())
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil || stderr.Len() > 0 {
+			t.Errorf("go tool pprof %s: %v; stderr:\n%s", view, err, stderr.String())
+		}
+	}
 	return p
 }
 
