@@ -332,6 +332,8 @@ func KernelWhere(s Sample) string {
 var syscallPrefixes = []string{
 	"__x64_sys_", "__ia32_sys_", "__arm64_sys_", "__riscv_sys_", "__s390x_sys_",
 	"__x64_compat_sys_", "__ia32_compat_sys_", "__se_sys_", "__do_sys_", "sys_",
+	// read/write/pread… enter through ksys_* when the sys_ wrapper is inlined.
+	"ksys_",
 }
 
 func syscallName(fn string) (string, bool) {
