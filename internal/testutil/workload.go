@@ -17,47 +17,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"blockprof/testdata/workloads/wl"
 )
 
-// Truth is what a workload measured about itself (the JSON it writes to
-// $BLOCKPROF_TRUTH).
-type Truth struct {
-	PID    int     `json:"pid"`
-	Blocks []Block `json:"blocks"`
-	CPU    []CPU   `json:"cpu"`
-}
-
-// Block is the summed blocked time of one function on one thread, measured
-// with CLOCK_MONOTONIC around each blocking call: it includes the run-queue
+// The truth a workload writes to $BLOCKPROF_TRUTH: one definition, shared
+// with the Go workloads that write it. Block times are measured with
+// CLOCK_MONOTONIC around each blocking call, so they include the run-queue
 // wait after the wake-up, as a profiler's blocked + run-queue time does.
-type Block struct {
-	Func    string  `json:"func"`
-	Syscall string  `json:"syscall"`
-	PID     int     `json:"pid"` // the truth's pid when the workload left it out
-	TID     int     `json:"tid"`
-	Count   int     `json:"count"`
-	Seconds float64 `json:"seconds"`
-}
-
-// CPU is one thread's on-CPU time and the wall time it ran for; Wall -
-// Seconds is the time it spent runnable but not running.
-type CPU struct {
-	Func    string  `json:"func"`
-	PID     int     `json:"pid"`
-	TID     int     `json:"tid"`
-	Seconds float64 `json:"seconds"`
-	Wall    float64 `json:"wall"`
-}
-
-// Block returns the entry for fn; ok is false if there is none.
-func (tr Truth) Block(fn string) (b Block, ok bool) {
-	for _, b := range tr.Blocks {
-		if b.Func == fn {
-			return b, true
-		}
-	}
-	return Block{}, false
-}
+type (
+	Truth = wl.Truth
+	Block = wl.Block
+	CPU   = wl.CPU
+)
 
 // ReadTruth parses a truth file.
 func ReadTruth(path string) (Truth, error) {

@@ -27,12 +27,24 @@ type Block struct {
 	Seconds float64 `json:"seconds"`
 }
 
-// CPU is one thread's on-CPU time and the wall time it ran for.
+// CPU is one thread's on-CPU time and the wall time it ran for; Wall -
+// Seconds is the time it spent runnable but not running.
 type CPU struct {
 	Func    string  `json:"func"`
+	PID     int     `json:"pid,omitempty"`
 	TID     int     `json:"tid"`
 	Seconds float64 `json:"seconds"`
 	Wall    float64 `json:"wall"`
+}
+
+// Block returns the entry for fn; ok is false if there is none.
+func (tr Truth) Block(fn string) (b Block, ok bool) {
+	for _, b := range tr.Blocks {
+		if b.Func == fn {
+			return b, true
+		}
+	}
+	return Block{}, false
 }
 
 // Ready prints "ready role=TID ..." (pairs in the given order).
