@@ -69,6 +69,7 @@ struct task_state {
 	s32 kstack;
 	u32 state;
 	u32 kind;
+	s32 sysnr;
 	bool named; /* thread_info written */
 	/* What the last kernel stack was taken for; see reuse_kstack(). */
 	s32 last_ustack;
@@ -205,6 +206,7 @@ static __always_inline void switch_in(struct task_struct *next)
 		.kstack = st->kstack,
 		.state = st->state,
 		.kind = st->kind,
+		.sysnr = st->sysnr,
 	};
 	void *agg = active_agg ? (void *)&agg1 : (void *)&agg0;
 	struct agg_val *v = bpf_map_lookup_elem(agg, &key);
@@ -241,15 +243,12 @@ static __always_inline void name_thread(struct task_struct *t, struct task_state
  * and in the same state, is blocking on the same kernel path: reuse the
  * stack id taken last time. Time sums stay exact; only the rare case of one
  * call site blocking at two kernel places is merged into the first. */
-static __always_inline s32 kernel_stack(void *ctx, struct task_struct *t, struct task_state *st,
-					 u32 state)
+static __always_inline s32 kernel_stack(void *ctx, struct task_state *st, u32 state, s64 nr,
+					 u64 arg0)
 {
 	if (!cfg_reuse_kstack)
 		return stack_id(ctx, &kstacks, 0, DROP_KSTACK_COLLISION, DROP_KSTACK_ERROR);
 
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
-	s64 nr = BPF_CORE_READ(regs, orig_ax);
-	u64 arg0 = BPF_CORE_READ(regs, di);
 	if (st->last_kstack >= 0 && st->ustack >= 0 && st->ustack == st->last_ustack &&
 	    state == st->last_state && nr == st->last_sysnr && arg0 == st->last_arg0)
 		return st->last_kstack;
@@ -294,14 +293,20 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 		st->last_kstack = -1;
 	}
 
+	/* The user registers saved at kernel entry: which syscall, on what. */
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(prev);
+	s64 nr = BPF_CORE_READ(regs, orig_ax);
+	u64 arg0 = BPF_CORE_READ(regs, di);
+
 	st->kind = kind;
 	st->state = prev_state;
+	st->sysnr = nr;
 	st->ts_wake = 0;
 	st->ustack = cfg_user_stacks ?
 			     stack_id(ctx, &ustacks, BPF_F_USER_STACK, DROP_USTACK_COLLISION,
 				      DROP_USTACK_ERROR) :
 			     -1;
-	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, prev, st, prev_state) : -1;
+	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, st, prev_state, nr, arg0) : -1;
 	/* Last, so the interval starts as close to the switch as possible. */
 	st->ts_out = bpf_ktime_get_ns();
 	return 0;

@@ -39,6 +39,12 @@ struct agg_key {
 	s32 kstack;
 	u32 state; /* prev_state at switch-out (TASK_* bits) */
 	u32 kind;  /* enum interval_kind */
+	/* orig_ax of the user registers: the syscall number when the thread
+	 * entered the kernel by a syscall. Exceptions (page faults) leave their
+	 * error code there, so user space confirms a syscall from the kernel
+	 * stack's entry frames before naming it. */
+	s32 sysnr;
+	u32 pad;
 };
 
 struct agg_val {

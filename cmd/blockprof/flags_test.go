@@ -109,3 +109,24 @@ func TestTrimTracing(t *testing.T) {
 		t.Errorf("without __schedule nothing may be dropped, got %v", got)
 	}
 }
+
+func TestSyscallLabel(t *testing.T) {
+	entry := []symbolize.Location{{Frames: []symbolize.Frame{{Function: "do_nanosleep"}}}, {Frames: []symbolize.Frame{{Function: "do_syscall_64"}}}}
+	fault := []symbolize.Location{{Frames: []symbolize.Frame{{Function: "folio_wait_bit"}}}, {Frames: []symbolize.Frame{{Function: "exc_page_fault"}}}}
+	for _, tc := range []struct {
+		nr     int32
+		kernel []symbolize.Location
+		have   bool
+		want   string
+	}{
+		{35, entry, true, "nanosleep"},
+		{4, fault, true, "none"}, // a page fault's error code, not stat(2)
+		{-1, entry, true, "none"},
+		{0, nil, false, "read"},
+		{-1, nil, false, "none"},
+	} {
+		if got := syscallLabel(tc.nr, tc.kernel, tc.have); got != tc.want {
+			t.Errorf("syscallLabel(%d, %v) = %q, want %q", tc.nr, tc.have, got, tc.want)
+		}
+	}
+}

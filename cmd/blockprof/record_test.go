@@ -166,6 +166,30 @@ func offCPU(t *testing.T, p *profile.Profile, tid int64, fn string) (float64, []
 	return float64(sum) / 1e9, example
 }
 
+// syscallShare returns, for thread tid's samples with a frame matching fn,
+// the fraction of their off-CPU time carrying the syscall label want.
+func syscallShare(t *testing.T, p *profile.Profile, tid int64, fn, want string) float64 {
+	delay, runq := sampleIndex(t, p, "delay"), sampleIndex(t, p, "runqueue")
+	var all, match int64
+	for _, s := range p.Sample {
+		if len(s.NumLabel["tid"]) == 0 || s.NumLabel["tid"][0] != tid {
+			continue
+		}
+		if fn != "" && !hasFrame(stackNames(s), fn) {
+			continue
+		}
+		v := s.Value[delay] + s.Value[runq]
+		all += v
+		if len(s.Label["syscall"]) == 1 && s.Label["syscall"][0] == want {
+			match += v
+		}
+	}
+	if all == 0 {
+		return 0
+	}
+	return float64(match) / float64(all)
+}
+
 // stackNames lists a sample's frames leaf first, inlined frames expanded,
 // each as "function file:line".
 func stackNames(s *profile.Sample) []string {
@@ -237,6 +261,9 @@ func TestRecordGoThreadBlocking(t *testing.T) {
 				}
 				if !strings.Contains(strings.Join(stack[:i], ";"), "syscall") {
 					t.Errorf("no syscall frames below %s: %v", fn, stack[:i])
+				}
+				if share := syscallShare(t, p, int64(b.TID), fn, b.Syscall); share < 0.999 {
+					t.Errorf("%s: only %.1f%% of its time labelled syscall=%s", fn, 100*share, b.Syscall)
 				}
 			}
 			checkMappings(t, p)
@@ -312,6 +339,11 @@ func TestRecordC(t *testing.T) {
 		if kernelLeaf != "" && !containsFrame(stack, kernelLeaf) { // pipe_read is anon_pipe_read on 6.18
 			t.Errorf("%s: kernel frame %s missing: %v", b.Func, kernelLeaf, stack)
 		}
+		// glibc's nanosleep() enters the kernel as clock_nanosleep.
+		sys := map[string]string{"nanosleep": "clock_nanosleep", "read": "read"}[b.Syscall]
+		if share := syscallShare(t, p, int64(b.TID), "", sys); share < 0.999 {
+			t.Errorf("%s: only %.1f%% of its time labelled syscall=%s", b.Func, 100*share, sys)
+		}
 		libc := map[string]string{"nanosleep": "nanosleep", "read": "read"}[b.Syscall]
 		if !containsFrame(stack, libc) {
 			t.Errorf("%s: libc leaf %s missing: %v", b.Func, libc, stack)
@@ -357,6 +389,10 @@ func TestRecordRunQueue(t *testing.T) {
 		t.Logf("tid %d: on-CPU %.3fs wall %.3fs; profile run-queue %.3fs blocked %.4fs",
 			c.TID, c.Seconds, c.Wall, float64(queued)/1e9, float64(blocked)/1e9)
 		testutil.Near(t, float64(queued)/1e9, waited, 0.10, "run-queue seconds")
+		// Preempted in user mode, by the timer interrupt: in no syscall.
+		if share := syscallShare(t, p, int64(c.TID), "", "none"); share < 0.99 {
+			t.Errorf("tid %d: only %.1f%% of its time labelled syscall=none", c.TID, 100*share)
+		}
 		if float64(blocked) > 0.01*float64(queued) {
 			t.Errorf("tid %d: %.4fs blocked; a spinning thread never blocks", c.TID, float64(blocked)/1e9)
 		}

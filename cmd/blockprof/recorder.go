@@ -10,6 +10,7 @@ import (
 
 	"blockprof/internal/attach"
 	"blockprof/internal/symbolize"
+	"blockprof/internal/syscalls"
 	"blockprof/profiles"
 
 	"golang.org/x/sys/unix"
@@ -22,6 +23,7 @@ type recordKey struct {
 	ustack, kstack int32
 	state          uint32
 	kind           attach.Kind
+	sysnr          int32
 }
 
 // recorder accumulates what the kernel aggregated, drain after drain.
@@ -49,7 +51,7 @@ func (r *recorder) drain() error {
 		if _, ok := r.procs[rec.TGID]; !ok {
 			r.attachProcess(rec.TGID) // a child forked since the last drain
 		}
-		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind}
+		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind, rec.SysNr}
 		r.blocked += rec.Blocked
 		r.runQueue += rec.RunQueue
 		r.intervals += rec.Count
@@ -124,9 +126,12 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 			Count: int64(rec.Count), Blocked: rec.Blocked, RunQueue: rec.RunQueue,
 		}
 		s.Thread, s.Comm = threadNames(threads, rec.TGID, rec.TID)
+		var kernel []symbolize.Location
 		if len(rec.KernelStack) > 0 {
-			s.Stack = append(s.Stack, trimTracing(r.sym.Kernel(callSites(rec.KernelStack)))...)
+			kernel = trimTracing(r.sym.Kernel(callSites(rec.KernelStack)))
+			s.Stack = append(s.Stack, kernel...)
 		}
+		s.Labels = map[string]string{"syscall": syscallLabel(rec.SysNr, kernel, len(rec.KernelStack) > 0)}
 		if len(rec.UserStack) > 0 {
 			if proc != nil {
 				s.Stack = append(s.Stack, proc.Locations(callSites(rec.UserStack))...)
@@ -174,6 +179,28 @@ func threadNames(threads map[uint32]attach.Thread, tgid, tid uint32) (thread, co
 		}
 	}
 	return thread, comm
+}
+
+// syscallLabel names the syscall a thread blocked in, or "none" (page
+// fault, in-kernel wait after an interrupt). orig_ax holds a syscall number
+// only after a syscall entry, so with a kernel stack at hand the entry frame
+// decides; without one the number is taken at its word.
+func syscallLabel(nr int32, kernel []symbolize.Location, haveKernel bool) string {
+	inSyscall := nr >= 0
+	if haveKernel {
+		inSyscall = false
+		for _, loc := range kernel {
+			for _, f := range loc.Frames {
+				if strings.HasPrefix(f.Function, "do_syscall_") || strings.HasPrefix(f.Function, "entry_SYSCALL") {
+					inSyscall = true
+				}
+			}
+		}
+	}
+	if !inSyscall || nr < 0 {
+		return "none"
+	}
+	return syscalls.Name(int64(nr))
 }
 
 // trimTracing drops the frames of the tracing machinery (the BPF program,

@@ -21,6 +21,8 @@ type blockprofAggKey struct {
 	Kstack int32
 	State  uint32
 	Kind   uint32
+	Sysnr  int32
+	Pad    uint32
 }
 
 type blockprofAggVal struct {
@@ -61,11 +63,13 @@ type blockprofTaskState struct {
 	Kstack     int32
 	State      uint32
 	Kind       uint32
+	Sysnr      int32
 	Named      bool
 	_          [3]byte
 	LastUstack int32
 	LastKstack int32
 	LastState  uint32
+	_          [4]byte
 	LastSysnr  int64
 	LastArg0   uint64
 }

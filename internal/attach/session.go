@@ -58,9 +58,13 @@ type Record struct {
 	UserStack, KernelStack     []uint64
 	UserStackID, KernelStackID int32
 	State                      uint32 // prev_state bits at switch-out
-	Kind                       Kind
-	Count                      uint64
-	Blocked, RunQueue          time.Duration
+	// SysNr is orig_ax at switch-out: the syscall number if the thread was
+	// in a syscall (confirm with the kernel stack: exceptions store their
+	// error code there), negative for interrupts.
+	SysNr             int32
+	Kind              Kind
+	Count             uint64
+	Blocked, RunQueue time.Duration
 }
 
 // Thread names one thread seen off-CPU.
@@ -199,7 +203,7 @@ func (s *Session) Drain() ([]Record, error) {
 		v := vals[i]
 		r := Record{
 			TGID: k.Tgid, TID: k.Tid,
-			State: k.State, Kind: Kind(k.Kind),
+			State: k.State, Kind: Kind(k.Kind), SysNr: k.Sysnr,
 			Count:    v.Count,
 			Blocked:  time.Duration(v.BlockedNs),
 			RunQueue: time.Duration(v.RunqueueNs),
