@@ -42,8 +42,10 @@ type Sample struct {
 	// State is the task state at switch-out: "S" (interruptible sleep), "D"
 	// (uninterruptible), "R" (preempted while running), or another letter.
 	State string
-	// Kind is what the time was: "blocked" for a voluntary switch-out,
-	// "preempted" for an involuntary one (counted only on request).
+	// Kind is what the time was: "blocking" for a voluntary switch-out,
+	// "idle" for one that waited for work (see internal/idle; the summary
+	// keeps these out of its ranking), "preempted" for an involuntary one
+	// (counted only on request).
 	Kind string
 	// Count is the number of off-CPU intervals folded into this sample.
 	Count int64

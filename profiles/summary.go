@@ -23,6 +23,9 @@ type SummaryOptions struct {
 // summaryWidth is the widest line WriteSummary writes, in characters.
 const summaryWidth = 100
 
+// KindIdle is the Sample.Kind of waiting-for-work intervals.
+const KindIdle = "idle"
+
 // maxTargets bounds the per-process lines so the summary stays one screen.
 const maxTargets = 8
 
@@ -30,6 +33,7 @@ const maxTargets = 8
 // which targets, how much time was blocked or waiting for a CPU, the stacks
 // that blocked longest and where, what was dropped, and how to open the
 // pprof file. Output is deterministic, plain text, at most 100 columns.
+// Idle samples get one line of their own and no place in the ranking.
 func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 	top := opts.Top
 	if top <= 0 {
@@ -46,7 +50,14 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 	for pid, pr := range p.Processes {
 		procs[pid] = &procTotal{pid: pid, comm: pr.Comm, exited: pr.Exited}
 	}
+	var idleTime time.Duration
+	var idleCount int64
 	for _, s := range p.Samples {
+		if s.Kind == KindIdle {
+			idleTime += s.Blocked + s.RunQueue
+			idleCount += s.Count
+			continue
+		}
 		blocked += s.Blocked
 		runq += s.RunQueue
 		count += s.Count
@@ -67,6 +78,10 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 		pluralWord(count, "interval"))
 	add("off-CPU: %s blocked (switch-out to wakeup) + %s run-queue (wakeup to running)",
 		fmtDur(blocked), fmtDur(runq))
+	if idleCount > 0 {
+		add("idle (waiting for work, not ranked below): %s in %s %s",
+			fmtDur(idleTime), thousands(idleCount), pluralWord(idleCount, "interval"))
+	}
 
 	pts := make([]*procTotal, 0, len(procs))
 	for _, pt := range procs {
@@ -156,7 +171,7 @@ func topStacks(samples []Sample) []*stackGroup {
 	var groups []*stackGroup
 	for i := range samples {
 		s := &samples[i]
-		if s.Blocked <= 0 {
+		if s.Blocked <= 0 || s.Kind == KindIdle {
 			continue
 		}
 		key := s.Comm + "\x00" + s.State + "\x00" + foldStack(s, FoldedOptions{})

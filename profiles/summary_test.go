@@ -171,3 +171,20 @@ func TestKernelWhere(t *testing.T) {
 		}
 	}
 }
+
+// Idle samples leave the ranking and the totals, and get one line.
+func TestSummaryIdle(t *testing.T) {
+	f := newFixture()
+	before := summary(f.p, SummaryOptions{})
+	f.p.Samples[0].Kind = KindIdle
+	idleTime := f.p.Samples[0].Blocked + f.p.Samples[0].RunQueue
+	out := summary(f.p, SummaryOptions{})
+	lines := checkScreen(t, out)
+	containsLine(t, lines, "idle (waiting for work, not ranked below): "+fmtDur(idleTime))
+	if out == before || strings.Contains(before, "idle (") {
+		t.Errorf("idle line or ranking unchanged:\n%s", out)
+	}
+	if strings.Count(out, "\n") > 41 {
+		t.Errorf("summary grew past one screen")
+	}
+}

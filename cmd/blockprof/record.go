@@ -172,7 +172,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	prof := r.profile(drops, threads, why, args)
-	if err := writeProfile(out, cfg.format, prof); err != nil {
+	if err := writeProfile(out, cfg.format, withoutIdle(prof, cfg.idle)); err != nil {
 		return fail(fmt.Errorf("write %s: %w", cfg.output, err))
 	}
 	if err := out.Close(); err != nil {
@@ -203,6 +203,29 @@ func writeProfile(w io.Writer, format string, p *profiles.Profile) error {
 		return profiles.WriteFolded(w, p, profiles.FoldedOptions{})
 	}
 	return profiles.WritePprof(w, p, profiles.PprofOptions{})
+}
+
+// withoutIdle is the profile to write: idle waits are left out unless
+// asked for (the summary still reports their total).
+func withoutIdle(p *profiles.Profile, keep bool) *profiles.Profile {
+	if keep {
+		return p
+	}
+	out := *p
+	out.Samples = nil
+	var n int64
+	for _, s := range p.Samples {
+		if s.Kind == profiles.KindIdle {
+			n += s.Count
+			continue
+		}
+		out.Samples = append(out.Samples, s)
+	}
+	if n > 0 {
+		out.Comments = append(append([]string{}, p.Comments...),
+			fmt.Sprintf("%d idle intervals left out (record with --idle to keep them)", n))
+	}
+	return &out
 }
 
 // processExists is true for a live, non-zombie process.

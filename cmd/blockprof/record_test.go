@@ -291,13 +291,13 @@ func TestRecordGoroutineSleepIsSchedulerIdle(t *testing.T) {
 	bin := testutil.BuildGo(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/gosleep"))
 	w := testutil.Start(t, bin)
 	w.Ready(t)
-	r := startRecord(t, "-q", "-p", fmt.Sprint(w.PID()))
+	r := startRecord(t, "-q", "--idle", "-p", fmt.Sprint(w.PID()))
 	w.Go(t)
 	if _, err := w.Wait(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	p := r.wait(t)
-	runtimeIdle := 0.0
+	runtimeIdle, labelledIdle := 0.0, 0.0
 	for _, s := range p.Sample {
 		st := stackNames(s)
 		for _, f := range st {
@@ -305,14 +305,43 @@ func TestRecordGoroutineSleepIsSchedulerIdle(t *testing.T) {
 				t.Errorf("a goroutine's own function shows in an off-CPU stack: %v", st)
 			}
 		}
-		if hasFrame(st, "runtime.futex") || hasFrame(st, "runtime.netpoll") || hasFrame(st, "runtime.usleep") {
-			runtimeIdle += float64(s.Value[1]) / 1e9
+		if hasFrame(st, "runtime.stopm") || hasFrame(st, "runtime.findRunnable") || hasFrame(st, "runtime.sysmon") {
+			v := float64(s.Value[1]) / 1e9
+			runtimeIdle += v
+			if len(s.Label["kind"]) == 1 && s.Label["kind"][0] == "idle" && s.Label["idle"][0] == "go-scheduler" {
+				labelledIdle += v
+			} else {
+				t.Errorf("scheduler wait not labelled kind=idle idle=go-scheduler: %v %v", s.Label, st)
+			}
 		}
 	}
 	if runtimeIdle == 0 {
-		t.Errorf("expected scheduler-idle time in runtime.futex/netpoll/usleep; got none")
+		t.Errorf("expected scheduler-idle time in runtime.stopm/findRunnable/sysmon; got none")
 	}
-	t.Logf("scheduler idle: %.3fs", runtimeIdle)
+	t.Logf("scheduler idle: %.3fs, labelled idle: %.3fs", runtimeIdle, labelledIdle)
+}
+
+// Without --idle the file holds blocking only; the first screen still
+// reports how much idle time there was.
+func TestRecordIdleLeftOut(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildGo(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/gosleep"))
+	w := testutil.Start(t, bin)
+	w.Ready(t)
+	r := startRecord(t, "-p", fmt.Sprint(w.PID()))
+	w.Go(t)
+	if _, err := w.Wait(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	p := r.wait(t)
+	for _, s := range p.Sample {
+		if len(s.Label["kind"]) == 1 && s.Label["kind"][0] == "idle" {
+			t.Fatalf("idle sample written without --idle: %v", stackNames(s))
+		}
+	}
+	if !strings.Contains(r.stdout.String(), "idle (waiting for work") {
+		t.Errorf("first screen has no idle line:\n%s", r.stdout.String())
+	}
 }
 
 // A C program built with frame pointers: the kernel stack and the libc leaf

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"blockprof/internal/attach"
+	"blockprof/internal/idle"
 	"blockprof/internal/symbolize"
 	"blockprof/internal/syscalls"
 	"blockprof/profiles"
@@ -131,7 +132,8 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 			kernel = trimTracing(r.sym.Kernel(callSites(rec.KernelStack)))
 			s.Stack = append(s.Stack, kernel...)
 		}
-		s.Labels = map[string]string{"syscall": syscallLabel(rec.SysNr, kernel, len(rec.KernelStack) > 0)}
+		sys := syscallLabel(rec.SysNr, kernel, len(rec.KernelStack) > 0)
+		s.Labels = map[string]string{"syscall": sys}
 		if len(rec.UserStack) > 0 {
 			if proc != nil {
 				s.Stack = append(s.Stack, proc.Locations(callSites(rec.UserStack))...)
@@ -140,6 +142,12 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 				for _, a := range callSites(rec.UserStack) {
 					s.Stack = append(s.Stack, symbolize.Location{Address: a})
 				}
+			}
+		}
+		if rec.Kind == attach.Blocked {
+			if rule := idle.Classify(sys, s.Stack); rule != "" {
+				s.Kind = profiles.KindIdle
+				s.Labels["idle"] = rule
 			}
 		}
 		p.Samples = append(p.Samples, s)

@@ -46,7 +46,7 @@ func (k Kind) String() string {
 	if k == Preempted {
 		return "preempted"
 	}
-	return "blocked"
+	return "blocking"
 }
 
 // Record is one aggregated bucket drained from the kernel.
