@@ -135,6 +135,15 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		timeout = timer.C
 	}
 
+	// Children of a launched command may live less than a drain interval:
+	// look for them often, so their files are opened while they exist.
+	var scan <-chan time.Time
+	if child != nil {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		scan = t.C
+	}
+
 	status := newStatusLine(stderr, cfg.quiet)
 	tick := time.NewTicker(cfg.interval)
 	defer tick.Stop()
@@ -146,6 +155,8 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case why = <-exited:
 		case <-timeout:
 			why = "duration reached"
+		case <-scan:
+			r.attachChildren()
 		case <-tick.C:
 			if err := r.drain(); err != nil {
 				status.clear()

@@ -103,7 +103,13 @@ func (r *recording) wait(t *testing.T) *profile.Profile {
 		t.Fatalf("blockprof did not exit; stderr: %s", r.stderr.String())
 	}
 	t.Logf("blockprof first screen:\n%s", r.stdout.String())
-	return readProfile(t, r.out)
+	p := readProfile(t, r.out)
+	for _, c := range p.Comments {
+		if strings.HasPrefix(c, "dropped") {
+			t.Errorf("the kernel lost data: %s", c)
+		}
+	}
+	return p
 }
 
 func readProfile(t *testing.T, path string) *profile.Profile {

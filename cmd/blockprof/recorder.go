@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -83,6 +85,32 @@ func (r *recorder) attachProcess(tgid uint32) {
 		p = nil
 	}
 	r.procs[tgid] = p
+}
+
+// attachChildren attaches the symbolizer to new children of the processes
+// recorded so far (the kernel already counts them: it follows forks).
+func (r *recorder) attachChildren() {
+	for tgid, p := range r.procs {
+		if p == nil || p.Exited() {
+			continue
+		}
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", tgid))
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			for _, field := range strings.Fields(string(b)) {
+				pid, err := strconv.ParseUint(field, 10, 32)
+				if err != nil {
+					continue
+				}
+				if _, ok := r.procs[uint32(pid)]; !ok {
+					r.attachProcess(uint32(pid))
+				}
+			}
+		}
+	}
 }
 
 func (r *recorder) statusText() string {

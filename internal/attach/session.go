@@ -296,6 +296,17 @@ func (s *Session) Drops() (map[string]uint64, error) {
 		}
 		out[dropName(r)] = sum
 	}
+	// The kernel skips a program that would nest on a CPU where a BPF
+	// program already runs, and counts it: an interval lost that way must
+	// show too.
+	for name, p := range map[string]*ebpf.Program{
+		"switch": s.objs.BprofSwitch, "wakeup": s.objs.BprofWakeup,
+		"fork": s.objs.BprofFork, "exec": s.objs.BprofExec,
+	} {
+		if st, err := p.Stats(); err == nil && st.RecursionMisses > 0 {
+			out["recursion_"+name] = st.RecursionMisses
+		}
+	}
 	return out, nil
 }
 
