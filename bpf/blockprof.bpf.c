@@ -13,8 +13,11 @@
  *    reuse problems, no capacity limit to overflow).
  *  - Non-targets leave after one comparison (single PID) or one hash lookup.
  *  - Programs are named bprof_* so leftovers can be found by name.
- *  - Aggregation uses two maps; user space flips `active` and drains the idle
- *    one, so reading never races with the in-kernel adds.
+ *  - Aggregation rotates over three maps: user space moves `active_agg` on
+ *    and drains the map that stopped being written a whole drain interval
+ *    earlier, so no add can still be in flight into what it reads and
+ *    deletes (a program that read the old index can be held up by a vCPU
+ *    stall, far past any fixed grace period).
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -37,7 +40,7 @@ volatile const bool cfg_reuse_kstack = 1; /* see reuse_kstack() */
 volatile const u64 cfg_min_block_ns = 0;
 volatile const u64 cfg_max_block_ns = 0; /* 0: no maximum */
 
-/* Which aggregation map is written; user space flips it before draining. */
+/* Which aggregation map (0..2) is written; user space moves it on. */
 volatile u32 active_agg = 0;
 
 /* Force bpf2go to emit these types. */
@@ -103,7 +106,7 @@ struct {
 	__uint(value_size, KERNEL_STACK_DEPTH * sizeof(u64));
 } kstacks SEC(".maps");
 
-/* (thread, stacks, state, kind) -> sums. Double-buffered, see top. 65536
+/* (thread, stacks, state, kind, syscall) -> sums. Rotated, see top. 65536
  * distinct buckets per drain interval is far beyond a real process. */
 struct agg_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -113,6 +116,7 @@ struct agg_map {
 };
 struct agg_map agg0 SEC(".maps");
 struct agg_map agg1 SEC(".maps");
+struct agg_map agg2 SEC(".maps");
 
 /* tid -> names, written once per thread at its first switch-out, so threads
  * that exit before the end still have names. */
@@ -208,7 +212,12 @@ static __always_inline void switch_in(struct task_struct *next)
 		.kind = st->kind,
 		.sysnr = st->sysnr,
 	};
-	void *agg = active_agg ? (void *)&agg1 : (void *)&agg0;
+	void *agg = &agg0;
+	u32 active = active_agg;
+	if (active == 1)
+		agg = &agg1;
+	else if (active == 2)
+		agg = &agg2;
 	struct agg_val *v = bpf_map_lookup_elem(agg, &key);
 	if (!v) {
 		struct agg_val zero = {};
@@ -302,10 +311,13 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 	st->state = prev_state;
 	st->sysnr = nr;
 	st->ts_wake = 0;
-	st->ustack = cfg_user_stacks ?
-			     stack_id(ctx, &ustacks, BPF_F_USER_STACK, DROP_USTACK_COLLISION,
-				      DROP_USTACK_ERROR) :
-			     -1;
+	if (!cfg_user_stacks)
+		st->ustack = -1;
+	else if (!prev->mm)
+		st->ustack = -3; /* ESRCH: exiting thread, its user memory is gone: nothing lost */
+	else
+		st->ustack = stack_id(ctx, &ustacks, BPF_F_USER_STACK, DROP_USTACK_COLLISION,
+				      DROP_USTACK_ERROR);
 	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, st, prev_state, nr, arg0) : -1;
 	/* Last, so the interval starts as close to the switch as possible. */
 	st->ts_out = bpf_ktime_get_ns();

@@ -16,12 +16,15 @@ typedef _Bool bool;
 
 #define PF_KTHREAD 0x00200000 /* include/linux/sched.h */
 
+struct mm_struct;
+
 struct task_struct {
 	unsigned int flags;
 	int pid;
 	int tgid;
 	char comm[16];
 	struct task_struct *group_leader;
+	struct mm_struct *mm;
 } __attribute__((preserve_access_index));
 
 struct pt_regs {

@@ -167,16 +167,19 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	status.clear()
 
-	// Last drain, then detach before the (slower) symbolization so the
-	// targets stop paying for us at once.
+	// Detach first: the targets stop paying for us at once, and with no
+	// program left running the last drain is exact.
+	if err := sess.Detach(); err != nil {
+		fmt.Fprintf(stderr, "blockprof: detach: %v\n", err)
+	}
+	r.end = time.Now()
 	if err := r.drain(); err != nil {
 		return fail(err)
 	}
-	r.end = time.Now()
 	drops, derr := sess.Drops()
 	threads, terr := sess.Threads()
 	if err := sess.Close(); err != nil {
-		fmt.Fprintf(stderr, "blockprof: detach: %v\n", err)
+		fmt.Fprintf(stderr, "blockprof: unload: %v\n", err)
 	}
 	if err := errors.Join(derr, terr); err != nil {
 		return fail(err)

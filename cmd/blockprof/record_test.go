@@ -172,6 +172,15 @@ func offCPU(t *testing.T, p *profile.Profile, tid int64, fn string) (float64, []
 	return float64(sum) / 1e9, example
 }
 
+// dumpThread logs every sample of a thread, to see where time went.
+func dumpThread(t *testing.T, p *profile.Profile, tid int64) {
+	for _, s := range p.Sample {
+		if len(s.NumLabel["tid"]) > 0 && s.NumLabel["tid"][0] == tid {
+			t.Logf("tid %d: %v %v %v", tid, s.Value, s.Label, stackNames(s))
+		}
+	}
+}
+
 // syscallShare returns, for thread tid's samples with a frame matching fn,
 // the fraction of their off-CPU time carrying the syscall label want.
 func syscallShare(t *testing.T, p *profile.Profile, tid int64, fn, want string) float64 {
@@ -246,7 +255,9 @@ func TestRecordGoThreadBlocking(t *testing.T) {
 			bin := testutil.BuildGo(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/goblock"), tc.ldflags...)
 			w := testutil.Start(t, bin, "-n", "20")
 			w.Ready(t)
-			r := startRecord(t, "-q", "-p", fmt.Sprint(w.PID()))
+			// Drain every 50 ms: many rotations of the kernel's
+			// aggregation maps, none of which may lose an interval.
+			r := startRecord(t, "-q", "--drain-interval", "50ms", "-p", fmt.Sprint(w.PID()))
 			w.Go(t)
 			truth, err := w.Wait(30 * time.Second)
 			if err != nil {
@@ -257,7 +268,9 @@ func TestRecordGoThreadBlocking(t *testing.T) {
 				fn := "main." + b.Func
 				got, stack := offCPU(t, p, int64(b.TID), fn)
 				t.Logf("%s: profile %.4fs, workload %.4fs; stack %v", fn, got, b.Seconds, stack)
-				testutil.Near(t, got, b.Seconds, 0.05, fn+" off-CPU seconds")
+				if !testutil.Near(t, got, b.Seconds, 0.05, fn+" off-CPU seconds") {
+					dumpThread(t, p, int64(b.TID))
+				}
 				i := frameIndex(stack, fn)
 				if i <= 0 {
 					t.Fatalf("%s not found above other frames: %v", fn, stack)

@@ -87,6 +87,7 @@ type blockprofThreadInfo struct {
 const (
 	blockprofMapAgg0               = "agg0"
 	blockprofMapAgg1               = "agg1"
+	blockprofMapAgg2               = "agg2"
 	blockprofMapDrops              = "drops"
 	blockprofMapKstacks            = "kstacks"
 	blockprofMapTargetTids         = "target_tids"
@@ -166,6 +167,7 @@ type blockprofProgramSpecs struct {
 type blockprofMapSpecs struct {
 	Agg0       *ebpf.MapSpec `ebpf:"agg0"`
 	Agg1       *ebpf.MapSpec `ebpf:"agg1"`
+	Agg2       *ebpf.MapSpec `ebpf:"agg2"`
 	Drops      *ebpf.MapSpec `ebpf:"drops"`
 	Kstacks    *ebpf.MapSpec `ebpf:"kstacks"`
 	TargetTids *ebpf.MapSpec `ebpf:"target_tids"`
@@ -215,6 +217,7 @@ func (o *blockprofObjects) Close() error {
 type blockprofMaps struct {
 	Agg0       *ebpf.Map `ebpf:"agg0"`
 	Agg1       *ebpf.Map `ebpf:"agg1"`
+	Agg2       *ebpf.Map `ebpf:"agg2"`
 	Drops      *ebpf.Map `ebpf:"drops"`
 	Kstacks    *ebpf.Map `ebpf:"kstacks"`
 	TargetTids *ebpf.Map `ebpf:"target_tids"`
@@ -228,6 +231,7 @@ func (m *blockprofMaps) Close() error {
 	return _BlockprofClose(
 		m.Agg0,
 		m.Agg1,
+		m.Agg2,
 		m.Drops,
 		m.Kstacks,
 		m.TargetTids,

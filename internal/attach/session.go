@@ -174,45 +174,63 @@ func Open(opts Options) (s *Session, err error) {
 	return s, nil
 }
 
-// Drain returns everything aggregated since the last drain and empties the
-// kernel's buffer. It flips the double-buffered aggregation map first, so
-// the kernel never adds to a bucket while it is read and deleted.
+// Drain returns what the kernel aggregated into maps nobody writes any
+// more, and empties them. While attached, the kernel's writes rotate over
+// three maps: Drain moves them on by one and reads the map that stopped
+// being written at the previous Drain, a whole interval ago, so no add can
+// still be in flight into it. Once detached, nothing runs: Drain reads
+// everything.
 func (s *Session) Drain() ([]Record, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	// The kernel writes agg<active>; switch it to the other and drain this one.
-	idle := s.objs.Agg0
-	if s.active == 1 {
-		idle = s.objs.Agg1
-	}
-	s.active ^= 1
-	if err := s.objs.ActiveAgg.Set(s.active); err != nil {
-		return nil, fmt.Errorf("flip aggregation map: %w", err)
-	}
-	// Programs that read the old index finish within microseconds (they
-	// run with preemption off); wait well past that before reading.
-	time.Sleep(2 * time.Millisecond)
-
-	keys, vals, err := drainMap(idle)
-	if err != nil {
-		return nil, err
-	}
-	recs := make([]Record, 0, len(keys))
-	for i, k := range keys {
-		v := vals[i]
-		r := Record{
-			TGID: k.Tgid, TID: k.Tid,
-			State: k.State, Kind: Kind(k.Kind), SysNr: k.Sysnr,
-			Count:    v.Count,
-			Blocked:  time.Duration(v.BlockedNs),
-			RunQueue: time.Duration(v.RunqueueNs),
+	maps := []*ebpf.Map{s.objs.Agg0, s.objs.Agg1, s.objs.Agg2}
+	var idle []*ebpf.Map
+	if s.links == nil {
+		idle = maps
+	} else {
+		s.active = (s.active + 1) % 3
+		if err := s.objs.ActiveAgg.Set(s.active); err != nil {
+			return nil, fmt.Errorf("rotate aggregation maps: %w", err)
 		}
-		r.UserStack, r.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.Ustack)
-		r.KernelStack, r.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
-		recs = append(recs, r)
+		idle = []*ebpf.Map{maps[(s.active+1)%3]}
+	}
+
+	var recs []Record
+	for _, m := range idle {
+		keys, vals, err := drainMap(m)
+		if err != nil {
+			return nil, err
+		}
+		for i, k := range keys {
+			v := vals[i]
+			r := Record{
+				TGID: k.Tgid, TID: k.Tid,
+				State: k.State, Kind: Kind(k.Kind), SysNr: k.Sysnr,
+				Count:    v.Count,
+				Blocked:  time.Duration(v.BlockedNs),
+				RunQueue: time.Duration(v.RunqueueNs),
+			}
+			r.UserStack, r.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.Ustack)
+			r.KernelStack, r.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
+			recs = append(recs, r)
+		}
 	}
 	return recs, nil
+}
+
+// Detach stops counting: the programs are unlinked, and once this returns
+// none of them runs any more (the kernel waits for running ones), so a
+// following Drain reads exact final sums. Maps stay readable until Close.
+func (s *Session) Detach() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for _, l := range s.links {
+		errs = append(errs, l.Close())
+	}
+	s.links = nil
+	return errors.Join(errs...)
 }
 
 // drainMap reads and deletes every entry of an aggregation map nobody
@@ -365,13 +383,7 @@ func cString(b []int8) string {
 
 // Close detaches and unloads everything. Safe to call more than once.
 func (s *Session) Close() error {
-	var errs []error
-	for _, l := range s.links {
-		errs = append(errs, l.Close())
-	}
-	s.links = nil
-	errs = append(errs, s.objs.Close())
-	return errors.Join(errs...)
+	return errors.Join(s.Detach(), s.objs.Close())
 }
 
 // LoadedPrograms lists BPF programs of blockprof's that are loaded on the

@@ -28,6 +28,9 @@ func TestSessionSleeper(t *testing.T) {
 	stdin.Write([]byte("go\n"))
 	cmd.Wait()
 	wall := time.Since(begin)
+	if err := s.Detach(); err != nil {
+		t.Fatal(err)
+	}
 	recs, err := s.Drain()
 	if err != nil {
 		t.Fatal(err)

@@ -166,7 +166,7 @@ func buildCacheDir() (string, error) {
 
 // Near fails the test unless got is within tol (relative, 0.05 = 5 %) of
 // want, and logs both values and the error either way.
-func Near(t testing.TB, got, want, tol float64, what string) {
+func Near(t testing.TB, got, want, tol float64, what string) bool {
 	t.Helper()
 	var rel float64
 	switch {
@@ -177,7 +177,8 @@ func Near(t testing.TB, got, want, tol float64, what string) {
 	}
 	if rel > tol || math.IsNaN(got) {
 		t.Errorf("%s: got %.6g, want %.6g: error %.2f%% > %.2f%%", what, got, want, 100*rel, 100*tol)
-		return
+		return false
 	}
 	t.Logf("%s: got %.6g, want %.6g: error %.2f%% (limit %.2f%%)", what, got, want, 100*rel, 100*tol)
+	return true
 }
