@@ -583,3 +583,33 @@ func TestRecordNoPrivileges(t *testing.T) {
 		t.Errorf("stderr %q: want one line saying it is not permitted", msg)
 	}
 }
+
+// An event loop waiting in epoll_wait with nothing ready is idle; a thread
+// sleeping beside it is blocking. Each gets its own label, and its time.
+func TestRecordEventLoopIdle(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/epollidle/epollidle.c"), "-O2")
+	w := testutil.Start(t, bin)
+	w.Ready(t)
+	r := startRecord(t, "-q", "--idle", "-p", fmt.Sprint(w.PID()))
+	w.Go(t)
+	truth, err := w.Wait(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.wait(t)
+	for _, b := range truth.Blocks {
+		kind := map[string]string{"loop_wait": "idle", "worker_sleep": "blocking"}[b.Func]
+		got, stack := offCPU(t, p, int64(b.TID), "")
+		t.Logf("%s (tid %d): profile %.4fs, workload %.4fs; stack %v", b.Func, b.TID, got, b.Seconds, stack)
+		testutil.Near(t, got, b.Seconds, 0.05, b.Func+" thread off-CPU seconds")
+		if share := syscallShare(t, p, int64(b.TID), "", b.Syscall); share < 0.999 {
+			t.Errorf("%s: only %.1f%% of its time labelled syscall=%s", b.Func, 100*share, b.Syscall)
+		}
+		for _, s := range p.Sample {
+			if len(s.NumLabel["tid"]) > 0 && s.NumLabel["tid"][0] == int64(b.TID) && s.Label["kind"][0] != kind {
+				t.Errorf("%s: sample labelled kind=%v, want %s: %v", b.Func, s.Label["kind"], kind, stackNames(s))
+			}
+		}
+	}
+}
