@@ -47,8 +47,12 @@ volatile u32 active_agg = 0;
 const enum drop_reason *unused_drop_reason __attribute__((unused));
 const enum interval_kind *unused_interval_kind __attribute__((unused));
 
-/* tgid -> 1. Targets, plus children when following. Sized for a process
- * tree under `-- CMD`; overflow is counted (DROP_TARGETS_FULL). */
+/* tgid -> TARGET_*. Targets, plus children when following. Sized for a
+ * process tree under `-- CMD`; overflow is counted (DROP_TARGETS_FULL). A
+ * command launched by blockprof waits in TARGET_AWAIT_EXEC until it execs:
+ * before that it is blockprof's own exec gate, not the command. */
+#define TARGET_LIVE 1
+#define TARGET_AWAIT_EXEC 2
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
@@ -118,6 +122,15 @@ struct agg_map agg0 SEC(".maps");
 struct agg_map agg1 SEC(".maps");
 struct agg_map agg2 SEC(".maps");
 
+/* (tgid, syscall) -> latency histogram. Never drained: small, read once at
+ * the end. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct lat_key);
+	__type(value, struct lat_val);
+} latency SEC(".maps");
+
 /* tid -> names, written once per thread at its first switch-out, so threads
  * that exit before the end still have names. */
 struct {
@@ -151,7 +164,8 @@ static __always_inline bool tgid_is_target(struct task_struct *t)
 
 	if (cfg_single_tgid)
 		return tgid == cfg_single_tgid;
-	return bpf_map_lookup_elem(&targets, &tgid) != NULL;
+	u8 *v = bpf_map_lookup_elem(&targets, &tgid);
+	return v && *v == TARGET_LIVE;
 }
 
 static __always_inline bool is_target(struct task_struct *t)
@@ -172,6 +186,42 @@ static __always_inline s32 stack_id(void *ctx, void *map, u64 flags, u32 collisi
 	if (id < 0)
 		drop(id == -17 /* EEXIST */ ? collision : error, 1);
 	return id;
+}
+
+static __always_inline u32 log2_u64(u64 v)
+{
+	u32 r = 0;
+	/* Unrolled binary search: constant cost, no loop for the verifier. */
+	if (v >> 32) { v >>= 32; r += 32; }
+	if (v >> 16) { v >>= 16; r += 16; }
+	if (v >> 8) { v >>= 8; r += 8; }
+	if (v >> 4) { v >>= 4; r += 4; }
+	if (v >> 2) { v >>= 2; r += 2; }
+	if (v >> 1) { r += 1; }
+	return r;
+}
+
+static __always_inline void record_latency(u32 tgid, s32 sysnr, u64 ns)
+{
+	struct lat_key key = { .tgid = tgid, .sysnr = sysnr };
+	struct lat_val *v = bpf_map_lookup_elem(&latency, &key);
+	if (!v) {
+		struct lat_val zero = {};
+		bpf_map_update_elem(&latency, &key, &zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&latency, &key);
+		if (!v) {
+			drop(DROP_LATENCY_FULL, 1);
+			return;
+		}
+	}
+	u32 b = log2_u64(ns);
+	if (b >= LAT_BUCKETS)
+		b = LAT_BUCKETS - 1;
+	__sync_fetch_and_add(&v->buckets[b], 1);
+	/* Not atomic: two threads of one process ending intervals at the same
+	 * instant may keep the smaller of two maxima. */
+	if (ns > v->max_ns)
+		v->max_ns = ns;
 }
 
 /* Close next's interval, if it has one, and add it to the active map. */
@@ -232,6 +282,8 @@ static __always_inline void switch_in(struct task_struct *next)
 	__sync_fetch_and_add(&v->count, 1);
 	__sync_fetch_and_add(&v->blocked_ns, blocked);
 	__sync_fetch_and_add(&v->runqueue_ns, runq);
+	if (st->kind == KIND_BLOCKED)
+		record_latency(key.tgid, key.sysnr, blocked + runq);
 }
 
 static __always_inline void name_thread(struct task_struct *t, struct task_state *st)
@@ -302,10 +354,15 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 		st->last_kstack = -1;
 	}
 
-	/* The user registers saved at kernel entry: which syscall, on what. */
+	/* The user registers saved at kernel entry: which syscall, on what.
+	 * orig_ax holds the number after a syscall entry but an exception's
+	 * error code after a fault; syscall entry also parks -ENOSYS in ax
+	 * until the syscall returns, which tells the two apart. */
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(prev);
 	s64 nr = BPF_CORE_READ(regs, orig_ax);
 	u64 arg0 = BPF_CORE_READ(regs, di);
+	if ((s64)BPF_CORE_READ(regs, ax) != -38 /* -ENOSYS */)
+		nr = -1;
 
 	st->kind = kind;
 	st->state = prev_state;
@@ -342,9 +399,9 @@ int BPF_PROG(bprof_fork, struct task_struct *parent, struct task_struct *child)
 	if (!cfg_follow_children)
 		return 0;
 	u32 ptgid = parent->tgid, ctgid = child->tgid;
-	if (ptgid == ctgid || !bpf_map_lookup_elem(&targets, &ptgid))
+	if (ptgid == ctgid || !tgid_is_target(parent))
 		return 0;
-	u8 one = 1;
+	u8 one = TARGET_LIVE;
 	if (bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY))
 		drop(DROP_TARGETS_FULL, 1);
 	return 0;
@@ -356,6 +413,10 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(bprof_exec)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
+	u32 tgid = t->tgid;
+	u8 *v = bpf_map_lookup_elem(&targets, &tgid);
+	if (v && *v == TARGET_AWAIT_EXEC)
+		*v = TARGET_LIVE;
 	struct task_state *st = bpf_task_storage_get(&tstate, t, 0, 0);
 	if (st)
 		st->named = false;

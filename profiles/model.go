@@ -20,6 +20,19 @@ type Profile struct {
 	Drops map[string]uint64
 	// Processes describes each target process seen, by PID.
 	Processes map[int]Process
+	// Latency is the distribution of single off-CPU intervals by syscall,
+	// all targets together, largest total first.
+	Latency []Latency
+}
+
+// Latency summarises the off-CPU intervals spent in one syscall. The
+// percentiles come from log2 buckets: each is the upper edge of its bucket
+// (at most Max), so it is exact to within a factor of two.
+type Latency struct {
+	Syscall       string // "none": not in a syscall (page fault, preemption in the kernel)
+	Count         int64
+	Total         time.Duration
+	P50, P99, Max time.Duration
 }
 
 // Process is what the profile knows about one target process.

@@ -26,6 +26,9 @@ const summaryWidth = 100
 // KindIdle is the Sample.Kind of waiting-for-work intervals.
 const KindIdle = "idle"
 
+// maxSyscalls bounds the syscall table, for the same reason.
+const maxSyscalls = 6
+
 // maxTargets bounds the per-process lines so the summary stays one screen.
 const maxTargets = 8
 
@@ -141,6 +144,18 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 		}
 	}
 
+	if len(p.Latency) > 0 {
+		add("by syscall (single intervals, idle waits included):")
+		add("  %-18s %7s %8s %8s %8s %8s", "syscall", "count", "total", "p50≤", "p99≤", "max")
+		for i, l := range p.Latency {
+			if i == maxSyscalls {
+				add("  … and %d more", len(p.Latency)-maxSyscalls)
+				break
+			}
+			add("  %-18s %7s %8s %8s %8s %8s", clip(l.Syscall, 18), thousands(l.Count),
+				fmtDur(l.Total), fmtDur(l.P50), fmtDur(l.P99), fmtDur(l.Max))
+		}
+	}
 	add("%s", dropLine(p.Drops))
 	if opts.File != "" {
 		add("open: go tool pprof -http=:0 %s", shellQuote(opts.File))

@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -187,4 +188,17 @@ func TestSummaryIdle(t *testing.T) {
 	if strings.Count(out, "\n") > 41 {
 		t.Errorf("summary grew past one screen")
 	}
+}
+
+// The syscall table follows the stacks, one row per syscall, bounded.
+func TestSummaryLatency(t *testing.T) {
+	f := newFixture()
+	for i := 0; i < 9; i++ {
+		f.p.Latency = append(f.p.Latency, Latency{Syscall: fmt.Sprintf("sys%d", i), Count: 3, Total: time.Second,
+			P50: time.Millisecond, P99: 8 * time.Millisecond, Max: 9 * time.Millisecond})
+	}
+	lines := checkScreen(t, summary(f.p, SummaryOptions{}))
+	containsLine(t, lines, "by syscall (single intervals, idle waits included):")
+	containsLine(t, lines, "  sys0                     3    1.00s    1.0ms    8.0ms    9.0ms")
+	containsLine(t, lines, "  … and 3 more")
 }

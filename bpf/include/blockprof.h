@@ -28,6 +28,7 @@ enum drop_reason {
 	DROP_THREADS_FULL,         /* thread-name map full (names missing) */
 	DROP_TARGETS_FULL,         /* a followed child could not be added */
 	DROP_FILTERED,             /* outside --min-block/--max-block (not a loss) */
+	DROP_LATENCY_FULL,         /* latency histogram map full (sums unaffected) */
 	DROP_MAX,
 };
 
@@ -39,10 +40,7 @@ struct agg_key {
 	s32 kstack;
 	u32 state; /* prev_state at switch-out (TASK_* bits) */
 	u32 kind;  /* enum interval_kind */
-	/* orig_ax of the user registers: the syscall number when the thread
-	 * entered the kernel by a syscall. Exceptions (page faults) leave their
-	 * error code there, so user space confirms a syscall from the kernel
-	 * stack's entry frames before naming it. */
+	/* The syscall the thread blocked in, -1 for none (see syscall_nr()). */
 	s32 sysnr;
 	u32 pad;
 };
@@ -58,4 +56,18 @@ struct thread_info {
 	u32 tgid;
 	char comm[TASK_COMM_LEN];        /* thread name */
 	char leader_comm[TASK_COMM_LEN]; /* process name */
+};
+
+/* log2 buckets of single off-CPU intervals (blocked + run-queue), per
+ * process and syscall: bucket i counts intervals in [2^i, 2^(i+1)) ns. */
+#define LAT_BUCKETS 40
+
+struct lat_key {
+	u32 tgid;
+	s32 sysnr;
+};
+
+struct lat_val {
+	u64 buckets[LAT_BUCKETS];
+	u64 max_ns;
 };

@@ -28,6 +28,7 @@ struct task_struct {
 } __attribute__((preserve_access_index));
 
 struct pt_regs {
+	unsigned long ax;
 	unsigned long di;
 	unsigned long orig_ax;
 } __attribute__((preserve_access_index));

@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"blockprof/internal/attach"
 	"blockprof/internal/symbolize"
+	"blockprof/profiles"
 )
 
 func TestParseRecordFlags(t *testing.T) {
@@ -128,5 +130,31 @@ func TestSyscallLabel(t *testing.T) {
 		if got := syscallLabel(tc.nr, tc.kernel, tc.have); got != tc.want {
 			t.Errorf("syscallLabel(%d, %v) = %q, want %q", tc.nr, tc.have, got, tc.want)
 		}
+	}
+}
+
+func TestLatencyTable(t *testing.T) {
+	var h attach.Latency
+	h.SysNr = 0        // read
+	h.Buckets[20] = 98 // [1.05 ms, 2.1 ms)
+	h.Buckets[24] = 2  // [16.8 ms, 33.6 ms)
+	h.Max = 20 * time.Millisecond
+	other := h
+	other.TGID = 2
+	samples := []profiles.Sample{
+		{Kind: "blocking", Count: 100, Blocked: 150 * time.Millisecond, RunQueue: 10 * time.Millisecond, Labels: map[string]string{"syscall": "read"}},
+		{Kind: "blocking", Count: 100, Blocked: 160 * time.Millisecond, Labels: map[string]string{"syscall": "read"}},
+		{Kind: "preempted", Count: 5, RunQueue: time.Second, Labels: map[string]string{"syscall": "none"}},
+	}
+	got := latencyTable([]attach.Latency{h, other}, samples)
+	if len(got) != 1 {
+		t.Fatalf("latencyTable = %+v, want one row (read)", got)
+	}
+	l := got[0]
+	if l.Syscall != "read" || l.Count != 200 || l.Total != 320*time.Millisecond {
+		t.Errorf("exact count/total wrong: %+v", l)
+	}
+	if l.P50 != 1<<21 || l.P99 != 20*time.Millisecond || l.Max != 20*time.Millisecond {
+		t.Errorf("percentiles: p50 %v (want bucket edge 2.1ms), p99 %v (want capped at max 20ms), max %v", l.P50, l.P99, l.Max)
 	}
 }

@@ -102,6 +102,9 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// What ends the recording.
 	exited := make(chan string, 1)
 	if child != nil {
+		// The gate's own threads die at exec, some of them after the
+		// kernel starts counting the command: ignore them by TID.
+		r.ignoreTIDs = gateThreads(child.Process.Pid)
 		if err := openGate(); err != nil {
 			return fail(fmt.Errorf("start %s: %w", cfg.command[0], err))
 		}
@@ -178,14 +181,15 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	drops, derr := sess.Drops()
 	threads, terr := sess.Threads()
+	lat, lerr := sess.Latencies()
 	if err := sess.Close(); err != nil {
 		fmt.Fprintf(stderr, "blockprof: unload: %v\n", err)
 	}
-	if err := errors.Join(derr, terr); err != nil {
+	if err := errors.Join(derr, terr, lerr); err != nil {
 		return fail(err)
 	}
 
-	prof := r.profile(drops, threads, why, args)
+	prof := r.profile(drops, threads, lat, why, args)
 	if err := writeProfile(out, cfg.format, withoutIdle(prof, cfg.idle)); err != nil {
 		return fail(fmt.Errorf("write %s: %w", cfg.output, err))
 	}
@@ -253,6 +257,19 @@ func processExists(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}
+
+// gateThreads lists the threads of the exec gate other than its leader.
+func gateThreads(pid int) map[uint32]bool {
+	out := map[uint32]bool{}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		var tid uint32
+		if _, err := fmt.Sscan(t.Name(), &tid); err == nil && int(tid) != pid {
+			out[tid] = true
+		}
+	}
+	return out
 }
 
 // waitExec waits until pid no longer runs our own executable (the exec

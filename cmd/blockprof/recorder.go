@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -41,6 +42,7 @@ type recorder struct {
 	blocked, runQueue    time.Duration
 	intervals            uint64
 	drains               int
+	ignoreTIDs           map[uint32]bool // threads of the exec gate, not of the command
 }
 
 func (r *recorder) drain() error {
@@ -51,6 +53,9 @@ func (r *recorder) drain() error {
 	r.drains++
 	for i := range recs {
 		rec := &recs[i]
+		if r.ignoreTIDs[rec.TID] {
+			continue
+		}
 		if _, ok := r.procs[rec.TGID]; !ok {
 			r.attachProcess(rec.TGID) // a child forked since the last drain
 		}
@@ -120,7 +125,7 @@ func (r *recorder) statusText() string {
 }
 
 // profile symbolizes everything recorded and builds the profile to write.
-func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Thread, why string, args []string) *profiles.Profile {
+func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Thread, lat []attach.Latency, why string, args []string) *profiles.Profile {
 	p := &profiles.Profile{
 		Start:     r.attached,
 		Duration:  r.end.Sub(r.attached),
@@ -181,6 +186,8 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 		p.Samples = append(p.Samples, s)
 	}
 
+	p.Latency = latencyTable(lat, p.Samples)
+
 	for tgid, proc := range r.procs {
 		info := profiles.Process{PID: int(tgid), Exited: !processExists(int(tgid))}
 		if proc != nil {
@@ -215,6 +222,82 @@ func threadNames(threads map[uint32]attach.Thread, tgid, tid uint32) (thread, co
 		}
 	}
 	return thread, comm
+}
+
+// latencyTable merges the kernel's per-process histograms by syscall and
+// reads the percentiles off their log2 buckets; count and total come exact
+// from the samples.
+func latencyTable(hists []attach.Latency, samples []profiles.Sample) []profiles.Latency {
+	exact := map[string]*profiles.Latency{}
+	for _, s := range samples {
+		if s.Kind == attach.Preempted.String() {
+			continue
+		}
+		name := s.Labels["syscall"]
+		e := exact[name]
+		if e == nil {
+			e = &profiles.Latency{}
+			exact[name] = e
+		}
+		e.Count += s.Count
+		e.Total += s.Blocked + s.RunQueue
+	}
+	type acc struct {
+		buckets [attach.LatencyBuckets]uint64
+		max     time.Duration
+	}
+	by := map[string]*acc{}
+	for _, h := range hists {
+		name := "none"
+		if h.SysNr >= 0 {
+			name = syscalls.Name(int64(h.SysNr))
+		}
+		a := by[name]
+		if a == nil {
+			a = &acc{}
+			by[name] = a
+		}
+		for i, n := range h.Buckets {
+			a.buckets[i] += n
+		}
+		a.max = max(a.max, h.Max)
+	}
+	var out []profiles.Latency
+	for name, a := range by {
+		var n int64
+		for _, c := range a.buckets {
+			n += int64(c)
+		}
+		e := exact[name]
+		if n == 0 || e == nil {
+			continue
+		}
+		l := profiles.Latency{Syscall: name, Count: e.Count, Total: e.Total, Max: a.max,
+			P50: percentile(a.buckets[:], n, 0.50, a.max),
+			P99: percentile(a.buckets[:], n, 0.99, a.max)}
+		out = append(out, l)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Total != out[j].Total {
+			return out[i].Total > out[j].Total
+		}
+		return out[i].Syscall < out[j].Syscall
+	})
+	return out
+}
+
+// percentile is the upper edge of the log2 bucket holding quantile q,
+// capped at the largest interval seen.
+func percentile(buckets []uint64, count int64, q float64, maxSeen time.Duration) time.Duration {
+	rank := int64(math.Ceil(q * float64(count)))
+	var seen int64
+	for i, n := range buckets {
+		seen += int64(n)
+		if seen >= rank {
+			return min(time.Duration(uint64(2)<<i), maxSeen)
+		}
+	}
+	return maxSeen
 }
 
 // syscallLabel names the syscall a thread blocked in, or "none" (page

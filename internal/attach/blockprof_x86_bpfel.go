@@ -45,7 +45,8 @@ const (
 	blockprofDropReasonDROP_THREADS_FULL     blockprofDropReason = 7
 	blockprofDropReasonDROP_TARGETS_FULL     blockprofDropReason = 8
 	blockprofDropReasonDROP_FILTERED         blockprofDropReason = 9
-	blockprofDropReasonDROP_MAX              blockprofDropReason = 10
+	blockprofDropReasonDROP_LATENCY_FULL     blockprofDropReason = 10
+	blockprofDropReasonDROP_MAX              blockprofDropReason = 11
 )
 
 type blockprofIntervalKind uint32
@@ -54,6 +55,18 @@ const (
 	blockprofIntervalKindKIND_BLOCKED   blockprofIntervalKind = 0
 	blockprofIntervalKindKIND_PREEMPTED blockprofIntervalKind = 1
 )
+
+type blockprofLatKey struct {
+	_     structs.HostLayout
+	Tgid  uint32
+	Sysnr int32
+}
+
+type blockprofLatVal struct {
+	_       structs.HostLayout
+	Buckets [40]uint64
+	MaxNs   uint64
+}
 
 type blockprofTaskState struct {
 	_          structs.HostLayout
@@ -90,6 +103,7 @@ const (
 	blockprofMapAgg2               = "agg2"
 	blockprofMapDrops              = "drops"
 	blockprofMapKstacks            = "kstacks"
+	blockprofMapLatency            = "latency"
 	blockprofMapTargetTids         = "target_tids"
 	blockprofMapTargets            = "targets"
 	blockprofMapThreads            = "threads"
@@ -170,6 +184,7 @@ type blockprofMapSpecs struct {
 	Agg2       *ebpf.MapSpec `ebpf:"agg2"`
 	Drops      *ebpf.MapSpec `ebpf:"drops"`
 	Kstacks    *ebpf.MapSpec `ebpf:"kstacks"`
+	Latency    *ebpf.MapSpec `ebpf:"latency"`
 	TargetTids *ebpf.MapSpec `ebpf:"target_tids"`
 	Targets    *ebpf.MapSpec `ebpf:"targets"`
 	Threads    *ebpf.MapSpec `ebpf:"threads"`
@@ -220,6 +235,7 @@ type blockprofMaps struct {
 	Agg2       *ebpf.Map `ebpf:"agg2"`
 	Drops      *ebpf.Map `ebpf:"drops"`
 	Kstacks    *ebpf.Map `ebpf:"kstacks"`
+	Latency    *ebpf.Map `ebpf:"latency"`
 	TargetTids *ebpf.Map `ebpf:"target_tids"`
 	Targets    *ebpf.Map `ebpf:"targets"`
 	Threads    *ebpf.Map `ebpf:"threads"`
@@ -234,6 +250,7 @@ func (m *blockprofMaps) Close() error {
 		m.Agg2,
 		m.Drops,
 		m.Kstacks,
+		m.Latency,
 		m.TargetTids,
 		m.Targets,
 		m.Threads,

@@ -18,6 +18,9 @@ type Options struct {
 	TIDs []int // if set, only these threads of the targets
 	// FollowChildren adds processes forked by targets as they appear.
 	FollowChildren bool
+	// AwaitExec counts PIDs only from their next exec on (a command
+	// launched behind an exec gate: before the exec it is the gate).
+	AwaitExec bool
 	// Off-CPU intervals whose blocked time falls outside [MinBlock, MaxBlock]
 	// are counted as filtered, not recorded. Zero MaxBlock means no maximum.
 	MinBlock, MaxBlock time.Duration
@@ -112,7 +115,7 @@ func Open(opts Options) (s *Session, err error) {
 		return vs.Set(v)
 	}
 	single := uint32(0)
-	if len(opts.PIDs) == 1 && !opts.FollowChildren {
+	if len(opts.PIDs) == 1 && !opts.FollowChildren && !opts.AwaitExec {
 		single = uint32(opts.PIDs[0])
 	}
 	for name, v := range map[string]any{
@@ -147,8 +150,12 @@ func Open(opts Options) (s *Session, err error) {
 	}()
 
 	one := uint8(1)
+	state := one // TARGET_LIVE
+	if opts.AwaitExec {
+		state = 2 // TARGET_AWAIT_EXEC
+	}
 	for _, pid := range opts.PIDs {
-		if err := s.objs.Targets.Put(uint32(pid), one); err != nil {
+		if err := s.objs.Targets.Put(uint32(pid), state); err != nil {
 			return nil, fmt.Errorf("add target %d: %w", pid, err)
 		}
 	}
@@ -351,8 +358,38 @@ func dropName(r blockprofDropReason) string {
 		return "targets_full"
 	case blockprofDropReasonDROP_FILTERED:
 		return "filtered"
+	case blockprofDropReasonDROP_LATENCY_FULL:
+		return "latency_histograms_full"
 	}
 	return fmt.Sprintf("reason_%d", r)
+}
+
+// LatencyBuckets is the number of log2 buckets of a Latency histogram:
+// bucket i counts intervals of [2^i, 2^(i+1)) nanoseconds.
+const LatencyBuckets = len(blockprofLatVal{}.Buckets)
+
+// Latency is the distribution of single off-CPU intervals (blocked plus
+// run-queue) of one process in one syscall (SysNr -1: in none).
+type Latency struct {
+	TGID    uint32
+	SysNr   int32
+	Buckets [LatencyBuckets]uint64
+	Max     time.Duration
+}
+
+// Latencies reads the per-syscall histograms (exact once detached).
+func (s *Session) Latencies() ([]Latency, error) {
+	var out []Latency
+	var k blockprofLatKey
+	var v blockprofLatVal
+	it := s.objs.Latency.Iterate()
+	for it.Next(&k, &v) {
+		out = append(out, Latency{TGID: k.Tgid, SysNr: k.Sysnr, Buckets: v.Buckets, Max: time.Duration(v.MaxNs)})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read latency histograms: %w", err)
+	}
+	return out, nil
 }
 
 // Threads returns the names of every thread seen off-CPU so far.
