@@ -239,6 +239,22 @@ func frameIndex(stack []string, fn string) int {
 	return -1
 }
 
+// profileWorkload starts a workload, attaches `blockprof record` with
+// flags to it once it is ready, lets it run to its end and returns what it
+// measured, the profile, and the recording (for its first screen).
+func profileWorkload(t *testing.T, bin string, wargs []string, flags ...string) (testutil.Truth, *profile.Profile, *recording) {
+	t.Helper()
+	w := testutil.Start(t, bin, wargs...)
+	w.Ready(t)
+	r := startRecord(t, append(flags, "-p", fmt.Sprint(w.PID()))...)
+	w.Go(t)
+	truth, err := w.Wait(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return truth, r.wait(t), r
+}
+
 // A Go program blocks OS threads in named functions (read on a FIFO, raw
 // nanosleep): those functions must appear with file:line above the syscall
 // frames, and their off-CPU time must match what the program measured.
@@ -253,17 +269,9 @@ func TestRecordGoThreadBlocking(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bin := testutil.BuildGo(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/goblock"), tc.ldflags...)
-			w := testutil.Start(t, bin, "-n", "20")
-			w.Ready(t)
 			// Drain every 50 ms: many rotations of the kernel's
 			// aggregation maps, none of which may lose an interval.
-			r := startRecord(t, "-q", "--drain-interval", "50ms", "-p", fmt.Sprint(w.PID()))
-			w.Go(t)
-			truth, err := w.Wait(30 * time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := r.wait(t)
+			truth, p, _ := profileWorkload(t, bin, []string{"-n", "20"}, "-q", "--drain-interval", "50ms")
 			for _, b := range truth.Blocks {
 				fn := "main." + b.Func
 				got, stack := offCPU(t, p, int64(b.TID), fn)
@@ -308,14 +316,7 @@ func checkMappings(t *testing.T, p *profile.Profile) {
 func TestRecordGoroutineSleepIsSchedulerIdle(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildGo(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/gosleep"))
-	w := testutil.Start(t, bin)
-	w.Ready(t)
-	r := startRecord(t, "-q", "--idle", "-p", fmt.Sprint(w.PID()))
-	w.Go(t)
-	if _, err := w.Wait(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	p := r.wait(t)
+	_, p, _ := profileWorkload(t, bin, nil, "-q", "--idle")
 	runtimeIdle, labelledIdle := 0.0, 0.0
 	for _, s := range p.Sample {
 		st := stackNames(s)
@@ -345,14 +346,7 @@ func TestRecordGoroutineSleepIsSchedulerIdle(t *testing.T) {
 func TestRecordIdleLeftOut(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildGo(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/gosleep"))
-	w := testutil.Start(t, bin)
-	w.Ready(t)
-	r := startRecord(t, "-p", fmt.Sprint(w.PID()))
-	w.Go(t)
-	if _, err := w.Wait(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	p := r.wait(t)
+	_, p, r := profileWorkload(t, bin, nil)
 	for _, s := range p.Sample {
 		if len(s.Label["kind"]) == 1 && s.Label["kind"][0] == "idle" {
 			t.Fatalf("idle sample written without --idle: %v", stackNames(s))
@@ -368,15 +362,7 @@ func TestRecordIdleLeftOut(t *testing.T) {
 func TestRecordC(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/cblock/cblock.c"), "-O2", "-fno-omit-frame-pointer")
-	w := testutil.Start(t, bin)
-	w.Ready(t)
-	r := startRecord(t, "-q", "-p", fmt.Sprint(w.PID()))
-	w.Go(t)
-	truth, err := w.Wait(30 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := r.wait(t)
+	truth, p, _ := profileWorkload(t, bin, nil, "-q")
 	for _, b := range truth.Blocks {
 		// Whole-thread time: the libc leaf hides the blocking function
 		// itself until the .eh_frame unwinder lands.
@@ -415,15 +401,7 @@ func containsFrame(stack []string, part string) bool {
 func TestRecordRunQueue(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/cpuhog/cpuhog.c"), "-O2")
-	w := testutil.Start(t, bin, "-s", "1")
-	w.Ready(t)
-	r := startRecord(t, "-q", "--preempted", "-p", fmt.Sprint(w.PID()))
-	w.Go(t)
-	truth, err := w.Wait(30 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := r.wait(t)
+	truth, p, _ := profileWorkload(t, bin, []string{"-s", "1"}, "-q", "--preempted")
 	delay, runq := sampleIndex(t, p, "delay"), sampleIndex(t, p, "runqueue")
 	for _, c := range truth.CPU {
 		var blocked, queued int64
@@ -589,15 +567,7 @@ func TestRecordNoPrivileges(t *testing.T) {
 func TestRecordEventLoopIdle(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/epollidle/epollidle.c"), "-O2")
-	w := testutil.Start(t, bin)
-	w.Ready(t)
-	r := startRecord(t, "-q", "--idle", "-p", fmt.Sprint(w.PID()))
-	w.Go(t)
-	truth, err := w.Wait(30 * time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := r.wait(t)
+	truth, p, _ := profileWorkload(t, bin, nil, "-q", "--idle")
 	for _, b := range truth.Blocks {
 		kind := map[string]string{"loop_wait": "idle", "worker_sleep": "blocking"}[b.Func]
 		got, stack := offCPU(t, p, int64(b.TID), "")
