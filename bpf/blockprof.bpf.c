@@ -23,6 +23,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 #include "include/kernel.h"
 #include "include/blockprof.h"
@@ -77,6 +78,9 @@ struct task_state {
 	u32 state;
 	u32 kind;
 	s32 sysnr;
+	s32 fd;
+	u64 tfile;
+	u64 tino;
 	bool named; /* thread_info written */
 	/* What the last kernel stack was taken for; see reuse_kstack(). */
 	s32 last_ustack;
@@ -130,6 +134,23 @@ struct {
 	__type(key, struct lat_key);
 	__type(value, struct lat_val);
 } latency SEC(".maps");
+
+/* (file, inode) -> what the fd was. LRU: user space copies each one at the
+ * drain that first sees it, long before it could be evicted. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct fd_key);
+	__type(value, struct fd_target);
+} fd_targets SEC(".maps");
+
+/* Scratch for building an fd_target (too big for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct fd_target);
+} fd_scratch SEC(".maps");
 
 /* tid -> names, written once per thread at its first switch-out, so threads
  * that exit before the end still have names. */
@@ -261,6 +282,9 @@ static __always_inline void switch_in(struct task_struct *next)
 		.state = st->state,
 		.kind = st->kind,
 		.sysnr = st->sysnr,
+		.fd = st->fd,
+		.tfile = st->tfile,
+		.tino = st->tino,
 	};
 	void *agg = &agg0;
 	u32 active = active_agg;
@@ -323,6 +347,93 @@ static __always_inline s32 kernel_stack(void *ctx, struct task_state *st, u32 st
 	return id;
 }
 
+/* x86-64 syscalls whose first argument is the fd they may block on. */
+static __always_inline bool fd_syscall(s64 nr)
+{
+	switch (nr) {
+	case 0: case 1: case 16: case 17: case 18: case 19: case 20: /* read write ioctl pread pwrite readv writev */
+	case 42: case 43: case 44: case 45: case 46: case 47:        /* connect accept sendto recvfrom sendmsg recvmsg */
+	case 73: case 74: case 75: case 77: case 285:                /* flock fsync fdatasync ftruncate fallocate */
+	case 277: case 288: case 295: case 296: case 299:            /* sync_file_range accept4 preadv pwritev recvmmsg */
+	case 307: case 327: case 328:                                /* sendmmsg preadv2 pwritev2 */
+		return true;
+	}
+	return false;
+}
+
+#define S_IFMT 0170000
+#define S_IFSOCK 0140000
+
+/* Describe what file `fd` of task t is, once per (file, inode): path parts
+ * up to the root (crossing mounts), or a socket's addresses. */
+static __always_inline bool resolve_fd(struct task_struct *t, s32 fd, struct fd_key *key)
+{
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (!fdt || fd < 0 || (u32)fd >= BPF_CORE_READ(fdt, max_fds))
+		return false;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return false;
+	struct inode *inode = BPF_CORE_READ(f, f_inode);
+	key->file = (u64)f;
+	key->ino = BPF_CORE_READ(inode, i_ino);
+	if (bpf_map_lookup_elem(&fd_targets, key))
+		return true; /* known already: the common case costs one lookup */
+
+	u32 zero = 0;
+	struct fd_target *d = bpf_map_lookup_elem(&fd_scratch, &zero);
+	if (!d)
+		return false;
+	__builtin_memset(d, 0, sizeof(*d));
+	d->mode = BPF_CORE_READ(inode, i_mode);
+	d->ino = key->ino;
+
+	if ((d->mode & S_IFMT) == S_IFSOCK) {
+		struct socket *sock = BPF_CORE_READ(f, private_data);
+		struct sock *sk = BPF_CORE_READ(sock, sk);
+		d->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		d->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		d->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (d->family == 2 /* AF_INET */) {
+			BPF_CORE_READ_INTO(d->laddr, sk, __sk_common.skc_rcv_saddr);
+			BPF_CORE_READ_INTO(d->raddr, sk, __sk_common.skc_daddr);
+		} else if (d->family == 10 /* AF_INET6 */) {
+			BPF_CORE_READ_INTO(d->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+			BPF_CORE_READ_INTO(d->raddr, sk, __sk_common.skc_v6_daddr);
+		}
+	} else {
+		struct dentry *de = BPF_CORE_READ(f, f_path.dentry);
+		struct vfsmount *vmnt = BPF_CORE_READ(f, f_path.mnt);
+		struct mount *mnt = (void *)vmnt - bpf_core_field_offset(struct mount, mnt);
+		u32 n = 0;
+		for (int i = 0; i < PATH_PARTS + 4; i++) {
+			struct dentry *parent = BPF_CORE_READ(de, d_parent);
+			struct dentry *root = BPF_CORE_READ(mnt, mnt.mnt_root);
+			if (de == root || de == parent) {
+				/* At the top of this mount: continue in the parent mount. */
+				struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+				if (up == mnt || !up)
+					break;
+				de = BPF_CORE_READ(mnt, mnt_mountpoint);
+				mnt = up;
+				continue;
+			}
+			if (n >= PATH_PARTS) {
+				d->truncated = 1;
+				break;
+			}
+			const unsigned char *name = BPF_CORE_READ(de, d_name.name);
+			bpf_probe_read_kernel_str(d->parts[n & (PATH_PARTS - 1)], PART_LEN, name);
+			n++;
+			de = parent;
+		}
+		d->nparts = n;
+	}
+	bpf_map_update_elem(&fd_targets, key, d, BPF_ANY);
+	return true;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
@@ -367,6 +478,19 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 	st->kind = kind;
 	st->state = prev_state;
 	st->sysnr = nr;
+	st->fd = -1;
+	st->tfile = 0;
+	st->tino = 0;
+	if (fd_syscall(nr)) {
+		struct fd_key fk = {};
+		st->fd = (s32)arg0;
+		if (resolve_fd(prev, (s32)arg0, &fk)) {
+			st->tfile = fk.file;
+			st->tino = fk.ino;
+		} else {
+			drop(DROP_FD_UNREADABLE, 1);
+		}
+	}
 	st->ts_wake = 0;
 	if (!cfg_user_stacks)
 		st->ustack = -1;

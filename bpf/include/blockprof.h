@@ -29,6 +29,7 @@ enum drop_reason {
 	DROP_TARGETS_FULL,         /* a followed child could not be added */
 	DROP_FILTERED,             /* outside --min-block/--max-block (not a loss) */
 	DROP_LATENCY_FULL,         /* latency histogram map full (sums unaffected) */
+	DROP_FD_UNREADABLE,        /* an fd's file could not be read (target unknown) */
 	DROP_MAX,
 };
 
@@ -42,7 +43,32 @@ struct agg_key {
 	u32 kind;  /* enum interval_kind */
 	/* The syscall the thread blocked in, -1 for none (see syscall_nr()). */
 	s32 sysnr;
-	u32 pad;
+	s32 fd; /* the fd argument of an fd syscall, else -1 */
+	/* What the fd was at the moment of blocking: key of fd_targets, 0 if
+	 * none. The file pointer with the inode number, so a closed and reused
+	 * fd (or a recycled struct file) is never confused with the old one. */
+	u64 tfile;
+	u64 tino;
+};
+
+#define PATH_PARTS 8
+#define PART_LEN 32
+
+/* What an fd pointed to, resolved in the kernel while the thread blocked. */
+struct fd_target {
+	u16 mode;   /* i_mode: S_IFREG, S_IFIFO, S_IFSOCK, ... */
+	u16 family; /* sockets: AF_INET, AF_INET6, AF_UNIX */
+	u16 lport, rport;
+	u8 laddr[16], raddr[16];
+	u64 ino;
+	u32 nparts;    /* path components found, leaf first */
+	u32 truncated; /* deeper than PATH_PARTS */
+	char parts[PATH_PARTS][PART_LEN];
+};
+
+struct fd_key {
+	u64 file;
+	u64 ino;
 };
 
 struct agg_val {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -205,6 +206,22 @@ func syscallShare(t *testing.T, p *profile.Profile, tid int64, fn, want string) 
 	return float64(match) / float64(all)
 }
 
+// fifoTarget is the label of goblock's FIFO, made in a fresh temp dir.
+var fifoTarget = regexp.MustCompile(`^fifo /(.+/)?goblock-[^/]+/fifo$`)
+
+// targetsOf lists the target labels of thread tid's samples with a frame
+// matching fn.
+func targetsOf(p *profile.Profile, tid int64, fn string) map[string]bool {
+	out := map[string]bool{}
+	for _, s := range p.Sample {
+		if len(s.NumLabel["tid"]) == 0 || s.NumLabel["tid"][0] != tid || (fn != "" && !hasFrame(stackNames(s), fn)) {
+			continue
+		}
+		out[strings.Join(s.Label["target"], ",")] = true
+	}
+	return out
+}
+
 // stackNames lists a sample's frames leaf first, inlined frames expanded,
 // each as "function file:line".
 func stackNames(s *profile.Sample) []string {
@@ -292,6 +309,18 @@ func TestRecordGoThreadBlocking(t *testing.T) {
 				if share := syscallShare(t, p, int64(b.TID), fn, b.Syscall); share < 0.999 {
 					t.Errorf("%s: only %.1f%% of its time labelled syscall=%s", fn, 100*share, b.Syscall)
 				}
+				// The FIFO, by the path the workload made it at.
+				if b.Syscall == "read" {
+					targets := targetsOf(p, int64(b.TID), fn)
+					for tg := range targets {
+						if !fifoTarget.MatchString(tg) {
+							t.Errorf("%s: target %q, want the FIFO's path", fn, tg)
+						}
+					}
+					if len(targets) != 1 {
+						t.Errorf("%s: targets %v, want exactly the FIFO", fn, targets)
+					}
+				}
 			}
 			checkMappings(t, p)
 		})
@@ -377,6 +406,13 @@ func TestRecordC(t *testing.T) {
 		sys := map[string]string{"nanosleep": "clock_nanosleep", "read": "read"}[b.Syscall]
 		if share := syscallShare(t, p, int64(b.TID), "", sys); share < 0.999 {
 			t.Errorf("%s: only %.1f%% of its time labelled syscall=%s", b.Func, 100*share, sys)
+		}
+		if b.Syscall == "read" {
+			for tg := range targetsOf(p, int64(b.TID), "") {
+				if !strings.HasPrefix(tg, "pipe:[") {
+					t.Errorf("%s: target %q, want the anonymous pipe", b.Func, tg)
+				}
+			}
 		}
 		libc := map[string]string{"nanosleep": "nanosleep", "read": "read"}[b.Syscall]
 		if !containsFrame(stack, libc) {

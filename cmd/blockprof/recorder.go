@@ -28,6 +28,8 @@ type recordKey struct {
 	state          uint32
 	kind           attach.Kind
 	sysnr          int32
+	fd             int32
+	target         *attach.FdTarget // one pointer per (file, inode) for the session
 }
 
 // recorder accumulates what the kernel aggregated, drain after drain.
@@ -59,7 +61,7 @@ func (r *recorder) drain() error {
 		if _, ok := r.procs[rec.TGID]; !ok {
 			r.attachProcess(rec.TGID) // a child forked since the last drain
 		}
-		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind, rec.SysNr}
+		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind, rec.SysNr, rec.Fd, rec.Target}
 		r.blocked += rec.Blocked
 		r.runQueue += rec.RunQueue
 		r.intervals += rec.Count
@@ -167,6 +169,12 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 		}
 		sys := syscallLabel(rec.SysNr, kernel, len(rec.KernelStack) > 0)
 		s.Labels = map[string]string{"syscall": sys}
+		if rec.Fd >= 0 && sys != "none" {
+			s.Labels["fd"] = strconv.Itoa(int(rec.Fd))
+			if rec.Target != nil {
+				s.Labels["target"] = rec.Target.String()
+			}
+		}
 		if len(rec.UserStack) > 0 {
 			if proc != nil {
 				s.Stack = append(s.Stack, proc.Locations(callSites(rec.UserStack))...)

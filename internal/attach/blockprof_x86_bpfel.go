@@ -22,7 +22,9 @@ type blockprofAggKey struct {
 	State  uint32
 	Kind   uint32
 	Sysnr  int32
-	Pad    uint32
+	Fd     int32
+	Tfile  uint64
+	Tino   uint64
 }
 
 type blockprofAggVal struct {
@@ -46,8 +48,29 @@ const (
 	blockprofDropReasonDROP_TARGETS_FULL     blockprofDropReason = 8
 	blockprofDropReasonDROP_FILTERED         blockprofDropReason = 9
 	blockprofDropReasonDROP_LATENCY_FULL     blockprofDropReason = 10
-	blockprofDropReasonDROP_MAX              blockprofDropReason = 11
+	blockprofDropReasonDROP_FD_UNREADABLE    blockprofDropReason = 11
+	blockprofDropReasonDROP_MAX              blockprofDropReason = 12
 )
+
+type blockprofFdKey struct {
+	_    structs.HostLayout
+	File uint64
+	Ino  uint64
+}
+
+type blockprofFdTarget struct {
+	_         structs.HostLayout
+	Mode      uint16
+	Family    uint16
+	Lport     uint16
+	Rport     uint16
+	Laddr     [16]uint8
+	Raddr     [16]uint8
+	Ino       uint64
+	Nparts    uint32
+	Truncated uint32
+	Parts     [8][32]int8
+}
 
 type blockprofIntervalKind uint32
 
@@ -77,12 +100,14 @@ type blockprofTaskState struct {
 	State      uint32
 	Kind       uint32
 	Sysnr      int32
+	Fd         int32
+	Tfile      uint64
+	Tino       uint64
 	Named      bool
 	_          [3]byte
 	LastUstack int32
 	LastKstack int32
 	LastState  uint32
-	_          [4]byte
 	LastSysnr  int64
 	LastArg0   uint64
 }
@@ -102,6 +127,8 @@ const (
 	blockprofMapAgg1               = "agg1"
 	blockprofMapAgg2               = "agg2"
 	blockprofMapDrops              = "drops"
+	blockprofMapFdScratch          = "fd_scratch"
+	blockprofMapFdTargets          = "fd_targets"
 	blockprofMapKstacks            = "kstacks"
 	blockprofMapLatency            = "latency"
 	blockprofMapTargetTids         = "target_tids"
@@ -183,6 +210,8 @@ type blockprofMapSpecs struct {
 	Agg1       *ebpf.MapSpec `ebpf:"agg1"`
 	Agg2       *ebpf.MapSpec `ebpf:"agg2"`
 	Drops      *ebpf.MapSpec `ebpf:"drops"`
+	FdScratch  *ebpf.MapSpec `ebpf:"fd_scratch"`
+	FdTargets  *ebpf.MapSpec `ebpf:"fd_targets"`
 	Kstacks    *ebpf.MapSpec `ebpf:"kstacks"`
 	Latency    *ebpf.MapSpec `ebpf:"latency"`
 	TargetTids *ebpf.MapSpec `ebpf:"target_tids"`
@@ -234,6 +263,8 @@ type blockprofMaps struct {
 	Agg1       *ebpf.Map `ebpf:"agg1"`
 	Agg2       *ebpf.Map `ebpf:"agg2"`
 	Drops      *ebpf.Map `ebpf:"drops"`
+	FdScratch  *ebpf.Map `ebpf:"fd_scratch"`
+	FdTargets  *ebpf.Map `ebpf:"fd_targets"`
 	Kstacks    *ebpf.Map `ebpf:"kstacks"`
 	Latency    *ebpf.Map `ebpf:"latency"`
 	TargetTids *ebpf.Map `ebpf:"target_tids"`
@@ -249,6 +280,8 @@ func (m *blockprofMaps) Close() error {
 		m.Agg1,
 		m.Agg2,
 		m.Drops,
+		m.FdScratch,
+		m.FdTargets,
 		m.Kstacks,
 		m.Latency,
 		m.TargetTids,

@@ -64,7 +64,11 @@ type Record struct {
 	// SysNr is orig_ax at switch-out: the syscall number if the thread was
 	// in a syscall (confirm with the kernel stack: exceptions store their
 	// error code there), negative for interrupts.
-	SysNr             int32
+	SysNr int32
+	// Fd is the fd argument of an fd syscall (-1 otherwise) and Target what
+	// it was when the thread blocked (nil if not an fd syscall or unknown).
+	Fd                int32
+	Target            *FdTarget
 	Kind              Kind
 	Count             uint64
 	Blocked, RunQueue time.Duration
@@ -85,6 +89,7 @@ type Session struct {
 	active uint32
 	ustack map[int32][]uint64 // stack ids are stable for the run: cache them
 	kstack map[int32][]uint64
+	fds    map[blockprofFdKey]*FdTarget // copied out before LRU eviction
 }
 
 // programPrefix is how every blockprof program is named, so leftovers can be
@@ -134,7 +139,7 @@ func Open(opts Options) (s *Session, err error) {
 		}
 	}
 
-	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}}
+	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, fds: map[blockprofFdKey]*FdTarget{}}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -213,7 +218,8 @@ func (s *Session) Drain() ([]Record, error) {
 			v := vals[i]
 			r := Record{
 				TGID: k.Tgid, TID: k.Tid,
-				State: k.State, Kind: Kind(k.Kind), SysNr: k.Sysnr,
+				State: k.State, Kind: Kind(k.Kind), SysNr: k.Sysnr, Fd: k.Fd,
+				Target:   s.target(k.Tfile, k.Tino),
 				Count:    v.Count,
 				Blocked:  time.Duration(v.BlockedNs),
 				RunQueue: time.Duration(v.RunqueueNs),
@@ -301,6 +307,25 @@ func (s *Session) stack(m *ebpf.Map, cache map[int32][]uint64, id int32) ([]uint
 	return st, id
 }
 
+// target returns what (file, ino) was, from the kernel's map or the copy
+// taken at an earlier drain.
+func (s *Session) target(file, ino uint64) *FdTarget {
+	if file == 0 {
+		return nil
+	}
+	k := blockprofFdKey{File: file, Ino: ino}
+	if t, ok := s.fds[k]; ok {
+		return t
+	}
+	var d blockprofFdTarget
+	if err := s.objs.FdTargets.Lookup(k, &d); err != nil {
+		return nil
+	}
+	t := newFdTarget(&d)
+	s.fds[k] = t
+	return t
+}
+
 // AddTarget makes another process a target (e.g. a command launched by
 // blockprof once its PID is known).
 func (s *Session) AddTarget(pid int) error {
@@ -360,6 +385,8 @@ func dropName(r blockprofDropReason) string {
 		return "filtered"
 	case blockprofDropReasonDROP_LATENCY_FULL:
 		return "latency_histograms_full"
+	case blockprofDropReasonDROP_FD_UNREADABLE:
+		return "fd_target_unreadable"
 	}
 	return fmt.Sprintf("reason_%d", r)
 }
