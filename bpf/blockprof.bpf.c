@@ -395,12 +395,13 @@ static __always_inline bool resolve_fd(struct task_struct *t, s32 fd, struct fd_
 		d->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 		d->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		d->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		/* Sized reads: the destinations are byte arrays. */
 		if (d->family == 2 /* AF_INET */) {
-			BPF_CORE_READ_INTO(d->laddr, sk, __sk_common.skc_rcv_saddr);
-			BPF_CORE_READ_INTO(d->raddr, sk, __sk_common.skc_daddr);
+			bpf_core_read(d->laddr, 4, &sk->__sk_common.skc_rcv_saddr);
+			bpf_core_read(d->raddr, 4, &sk->__sk_common.skc_daddr);
 		} else if (d->family == 10 /* AF_INET6 */) {
-			BPF_CORE_READ_INTO(d->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-			BPF_CORE_READ_INTO(d->raddr, sk, __sk_common.skc_v6_daddr);
+			bpf_core_read(d->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+			bpf_core_read(d->raddr, 16, &sk->__sk_common.skc_v6_daddr);
 		}
 	} else {
 		struct dentry *de = BPF_CORE_READ(f, f_path.dentry);

@@ -619,3 +619,22 @@ func TestRecordEventLoopIdle(t *testing.T) {
 		}
 	}
 }
+
+// recv on a loopback TCP socket: the profile names the connection, local
+// and peer address:port, and the time matches the client's own.
+func TestRecordTCPRecvTarget(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/tcprecv/tcprecv.c"), "-O2")
+	truth, p, _ := profileWorkload(t, bin, nil, "-q")
+	b := truth.Blocks[0]
+	got, stack := offCPU(t, p, int64(b.TID), "")
+	t.Logf("%s: profile %.4fs, workload %.4fs; stack %v", b.Func, got, b.Seconds, stack)
+	testutil.Near(t, got, b.Seconds, 0.05, b.Func+" thread off-CPU seconds")
+	if share := syscallShare(t, p, int64(b.TID), "", b.Syscall); share < 0.999 {
+		t.Errorf("only %.1f%% of the client's time labelled syscall=%s", 100*share, b.Syscall)
+	}
+	targets := targetsOf(p, int64(b.TID), "")
+	if len(targets) != 1 || !targets[b.Target] {
+		t.Errorf("targets %v, want exactly %q", targets, b.Target)
+	}
+}

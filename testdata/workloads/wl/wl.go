@@ -25,6 +25,9 @@ type Block struct {
 	TID     int     `json:"tid"`
 	Count   int     `json:"count"`
 	Seconds float64 `json:"seconds"`
+	// Target is what the call blocked on, as blockprof labels it, when the
+	// workload knows (e.g. "inet 127.0.0.1:5000->127.0.0.1:6000").
+	Target string `json:"target,omitempty"`
 }
 
 // CPU is one thread's on-CPU time and the wall time it ran for; Wall -
