@@ -1,5 +1,5 @@
 # blockprof build, test and benchmark entry points.
-# Floor: kernel >= 5.11 with BTF (tp_btf, task storage for tracing programs, bpf_get_stackid from tp_btf).
+# Floor: kernel >= 5.15 with BTF (tp_btf, task storage for tracing programs, bpf_task_pt_regs).
 
 CLANG ?= clang-19
 STRIP ?= llvm-strip-19

@@ -14,7 +14,7 @@ var (
 	// ErrPermission: the caller lacks root or CAP_BPF+CAP_PERFMON.
 	ErrPermission = errors.New("not permitted to load BPF programs (run as root, or grant CAP_BPF and CAP_PERFMON)")
 	// ErrNoBTF: the kernel exposes no BTF, which CO-RE and tp_btf need.
-	ErrNoBTF = errors.New("kernel has no BTF (/sys/kernel/btf/vmlinux missing): blockprof needs Linux >= 5.8 built with CONFIG_DEBUG_INFO_BTF")
+	ErrNoBTF = errors.New("kernel has no BTF (/sys/kernel/btf/vmlinux missing): blockprof needs Linux >= 5.15 built with CONFIG_DEBUG_INFO_BTF")
 	// ErrNoProcess: a target PID does not exist.
 	ErrNoProcess = errors.New("no such process")
 )
