@@ -22,15 +22,7 @@ static double reader_secs;
 
 __attribute__((noinline)) static double block_here(int n)
 {
-	double sum = 0;
-	for (int i = 0; i < n; i++) {
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
-		double t0 = wl_mono();
-		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-			;
-		sum += wl_mono() - t0;
-	}
-	return sum;
+	return wl_sleeps(n, 20);
 }
 
 __attribute__((noinline)) static void *reader_thread(void *arg)

@@ -34,15 +34,7 @@ __attribute__((noinline)) static double loop_wait(int ep, int n)
 
 __attribute__((noinline)) static double worker_sleep(int n)
 {
-	double sum = 0;
-	for (int i = 0; i < n; i++) {
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
-		double t0 = wl_mono();
-		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-			;
-		sum += wl_mono() - t0;
-	}
-	return sum;
+	return wl_sleeps(n, 20);
 }
 
 static void *worker_thread(void *arg)

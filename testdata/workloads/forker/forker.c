@@ -25,15 +25,7 @@ static int n_sleep = 10;
 
 static double sleep_n(int n)
 {
-	double sum = 0;
-	for (int i = 0; i < n; i++) {
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
-		double t0 = wl_mono();
-		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-			;
-		sum += wl_mono() - t0;
-	}
-	return sum;
+	return wl_sleeps(n, 20);
 }
 
 /* no_icf: the two have identical bodies, and gcc -O2 would otherwise fold

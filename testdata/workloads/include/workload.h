@@ -39,6 +39,22 @@ static __attribute__((unused)) double wl_mono(void)
 	return wl_now(CLOCK_MONOTONIC);
 }
 
+/* n nanosleeps of ms each (resumed after EINTR); returns the seconds they
+ * took. Always inlined, so the named function that calls it is the one on
+ * the stack, as the truth says. */
+static inline __attribute__((always_inline, unused)) double wl_sleeps(int n, long ms)
+{
+	double sum = 0;
+	for (int i = 0; i < n; i++) {
+		struct timespec ts = { 0, ms * 1000 * 1000 };
+		double t0 = wl_mono();
+		while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+			;
+		sum += wl_mono() - t0;
+	}
+	return sum;
+}
+
 /* Sleeps until the thread is in an interruptible or uninterruptible
  * sleep, so that a profiler attached after "ready" never sees the start of
  * the wait that parks it (that wait is not part of the truth). */
