@@ -190,6 +190,9 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	prof := r.profile(drops, threads, lat, why, args)
+	if err := r.sym.KernelErr(); err != nil && cfg.kernelStacks() {
+		fmt.Fprintf(stderr, "blockprof: warning: kernel frames left as addresses: %v\n", err)
+	}
 	if err := writeProfile(out, cfg.format, withoutIdle(prof, cfg.idle)); err != nil {
 		return fail(fmt.Errorf("write %s: %w", cfg.output, err))
 	}

@@ -326,12 +326,6 @@ func (s *Session) target(file, ino uint64) *FdTarget {
 	return t
 }
 
-// AddTarget makes another process a target (e.g. a command launched by
-// blockprof once its PID is known).
-func (s *Session) AddTarget(pid int) error {
-	return s.objs.Targets.Put(uint32(pid), uint8(1))
-}
-
 // Drops returns the kernel's loss counters by reason, summed over CPUs.
 func (s *Session) Drops() (map[string]uint64, error) {
 	out := map[string]uint64{}
