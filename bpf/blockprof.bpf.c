@@ -7,8 +7,10 @@
  *    prev's own context: with tracepoints only, this is the last moment the
  *    kernel will walk that thread's user stack. For next (coming back) it
  *    closes the interval and adds it to the aggregation map.
- *  - tp_btf/sched_wakeup marks when the thread became runnable, splitting the
- *    interval into blocked time and run-queue time.
+ *  - tp_btf/sched_waking marks when the thread became runnable, splitting the
+ *    interval into blocked time and run-queue time, and who woke it.
+ *  - What the thread waited on (fd target, path, futex, timeout...) is read
+ *    from its syscall arguments at switch-out, in its own context.
  *  - Per-thread state lives in task storage (freed with the task, no PID
  *    reuse problems, no capacity limit to overflow).
  *  - Non-targets leave after one comparison (single PID) or one hash lookup.
@@ -40,13 +42,26 @@ volatile const bool cfg_kernel_stacks = 1;
 volatile const bool cfg_reuse_kstack = 1; /* see reuse_kstack() */
 volatile const u64 cfg_min_block_ns = 0;
 volatile const u64 cfg_max_block_ns = 0; /* 0: no maximum */
+volatile const bool cfg_wakers = 1;       /* record who woke each interval */
+volatile const bool cfg_waker_stacks = 0; /* ... and the waker's stacks */
+volatile const bool cfg_args = 1;         /* resolve targets from syscall arguments */
+/* --syscalls: only these syscall numbers (bit per number), and "none". */
+volatile const bool cfg_filter_syscalls = 0;
+volatile const bool cfg_allow_nosyscall = 0;
+volatile const u64 cfg_syscall_mask[8] = {};
 
 /* Which aggregation map (0..2) is written; user space moves it on. */
 volatile u32 active_agg = 0;
+/* Adds in flight per aggregation map: user space drains a map only once
+ * its count is back to zero (see agg_enter). */
+u64 agg_inflight[3] = {};
 
 /* Force bpf2go to emit these types. */
 const enum drop_reason *unused_drop_reason __attribute__((unused));
 const enum interval_kind *unused_interval_kind __attribute__((unused));
+const enum target_kind *unused_target_kind __attribute__((unused));
+const enum waker_kind *unused_waker_kind __attribute__((unused));
+
 
 /* tgid -> TARGET_*. Targets, plus children when following. Sized for a
  * process tree under `-- CMD`; overflow is counted (DROP_TARGETS_FULL). A
@@ -79,8 +94,14 @@ struct task_state {
 	u32 kind;
 	s32 sysnr;
 	s32 fd;
-	u64 tfile;
-	u64 tino;
+	u32 tkind;
+	u64 ta, tb;
+	u64 bytes;
+	/* Who woke the thread, set by the first sched_waking of the interval. */
+	u32 waker_kind;
+	u32 waker_tgid, waker_tid;
+	s32 waker_ustack, waker_kstack;
+	char waker_comm[TASK_COMM_LEN];
 	bool named; /* thread_info written */
 	/* What the last kernel stack was taken for; see reuse_kstack(). */
 	s32 last_ustack;
@@ -126,11 +147,11 @@ struct agg_map agg0 SEC(".maps");
 struct agg_map agg1 SEC(".maps");
 struct agg_map agg2 SEC(".maps");
 
-/* (tgid, syscall) -> latency histogram. Never drained: small, read once at
- * the end. */
+/* (tgid, syscall, target) -> latency histogram. Never drained: read once
+ * at the end. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 16384);
 	__type(key, struct lat_key);
 	__type(value, struct lat_val);
 } latency SEC(".maps");
@@ -151,6 +172,21 @@ struct {
 	__type(key, u32);
 	__type(value, struct fd_target);
 } fd_scratch SEC(".maps");
+
+/* Path hash -> path argument (open, stat, unlink...). LRU like fd_targets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, u64);
+	__type(value, struct path_arg);
+} path_args SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct path_arg);
+} path_scratch SEC(".maps");
 
 /* tid -> names, written once per thread at its first switch-out, so threads
  * that exit before the end still have names. */
@@ -222,13 +258,21 @@ static __always_inline u32 log2_u64(u64 v)
 	return r;
 }
 
-static __always_inline void record_latency(u32 tgid, s32 sysnr, u64 ns)
+/* A zeroed histogram to insert (too big for the BPF stack). */
+const volatile struct lat_val lat_zero = {};
+
+static __always_inline void record_latency(struct agg_key *k, u64 ns)
 {
-	struct lat_key key = { .tgid = tgid, .sysnr = sysnr };
+	struct lat_key key;
+	__builtin_memset(&key, 0, sizeof(key));
+	key.tgid = k->tgid;
+	key.sysnr = k->sysnr;
+	key.tkind = k->tkind;
+	key.ta = k->ta;
+	key.tb = k->tb;
 	struct lat_val *v = bpf_map_lookup_elem(&latency, &key);
 	if (!v) {
-		struct lat_val zero = {};
-		bpf_map_update_elem(&latency, &key, &zero, BPF_NOEXIST);
+		bpf_map_update_elem(&latency, &key, (void *)&lat_zero, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&latency, &key);
 		if (!v) {
 			drop(DROP_LATENCY_FULL, 1);
@@ -245,6 +289,39 @@ static __always_inline void record_latency(u32 tgid, s32 sysnr, u64 ns)
 		v->max_ns = ns;
 }
 
+/* Take a slot in the active aggregation map: count ourselves in flight on
+ * it, then check it is still the active one. User space moves active_agg
+ * and then waits for the old map's in-flight count to reach zero, so once
+ * the re-read agrees, the drain cannot start under us (both sides use
+ * full-barrier atomics between their store and load). */
+static __always_inline u32 agg_enter(void)
+{
+	u32 idx = active_agg;
+	for (int i = 0; i < 3; i++) {
+		if (idx > 2)
+			idx = 0;
+		__sync_fetch_and_add(&agg_inflight[idx], 1);
+		u32 again = active_agg;
+		if (again == idx)
+			break;
+		__sync_fetch_and_add(&agg_inflight[idx], -1);
+		idx = again;
+		if (i == 2) {
+			/* Rotated three times under us: give up on exactness. */
+			if (idx > 2)
+				idx = 0;
+			__sync_fetch_and_add(&agg_inflight[idx], 1);
+		}
+	}
+	return idx > 2 ? 0 : idx;
+}
+
+static __always_inline void agg_leave(u32 idx)
+{
+	if (idx <= 2)
+		__sync_fetch_and_add(&agg_inflight[idx], -1);
+}
+
 /* Close next's interval, if it has one, and add it to the active map. */
 static __always_inline void switch_in(struct task_struct *next)
 {
@@ -259,35 +336,51 @@ static __always_inline void switch_in(struct task_struct *next)
 	st->ts_out = 0;
 	if (now <= out)
 		return;
-	if (!wake || wake < out || wake > now)
+	if (st->kind == KIND_PREEMPTED_SLEEPING) {
+		/* Preempted on its way to sleep: runnable all along, but waiting
+		 * in its syscall from the moment it was woken (if it was). */
+		if (!wake || wake < out || wake > now)
+			wake = out;
+	} else if (!wake || wake < out || wake > now) {
 		wake = now; /* woken before we saw it (e.g. at attach): all blocked */
+	}
 
 	u64 blocked = wake - out, runq = now - wake;
-	if (st->kind == KIND_BLOCKED) {
-		if (blocked < cfg_min_block_ns || (cfg_max_block_ns && blocked > cfg_max_block_ns)) {
-			drop(DROP_FILTERED, 1);
-			return;
-		}
-	} else {
+	if (st->kind == KIND_PREEMPTED) {
 		/* Preempted: runnable the whole time. */
 		runq = now - out;
 		blocked = 0;
+	} else if (blocked < cfg_min_block_ns || (cfg_max_block_ns && blocked > cfg_max_block_ns)) {
+		drop(DROP_FILTERED, 1);
+		return;
 	}
 
-	struct agg_key key = {
-		.tgid = next->tgid,
-		.tid = next->pid,
-		.ustack = st->ustack,
-		.kstack = st->kstack,
-		.state = st->state,
-		.kind = st->kind,
-		.sysnr = st->sysnr,
-		.fd = st->fd,
-		.tfile = st->tfile,
-		.tino = st->tino,
-	};
+	struct agg_key key;
+	__builtin_memset(&key, 0, sizeof(key));
+	key.tgid = next->tgid;
+	key.tid = next->pid;
+	key.ustack = st->ustack;
+	key.kstack = st->kstack;
+	key.state = st->state;
+	key.kind = st->kind == KIND_PREEMPTED ? KIND_PREEMPTED : KIND_BLOCKED;
+	key.sysnr = st->sysnr;
+	key.fd = st->fd;
+	key.tkind = st->tkind;
+	key.ta = st->ta;
+	key.tb = st->tb;
+	key.waker_ustack = -1;
+	key.waker_kstack = -1;
+	if (cfg_wakers && wake != now) {
+		key.waker_kind = st->waker_kind;
+		key.waker_tgid = st->waker_tgid;
+		key.waker_tid = st->waker_tid;
+		key.waker_ustack = st->waker_ustack;
+		key.waker_kstack = st->waker_kstack;
+		__builtin_memcpy(key.waker_comm, st->waker_comm, TASK_COMM_LEN);
+	}
+
+	u32 active = agg_enter();
 	void *agg = &agg0;
-	u32 active = active_agg;
 	if (active == 1)
 		agg = &agg1;
 	else if (active == 2)
@@ -298,6 +391,7 @@ static __always_inline void switch_in(struct task_struct *next)
 		bpf_map_update_elem(agg, &key, &zero, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(agg, &key);
 		if (!v) {
+			agg_leave(active);
 			drop(DROP_AGG_FULL, 1);
 			drop(DROP_AGG_FULL_NS, blocked + runq);
 			return;
@@ -306,8 +400,11 @@ static __always_inline void switch_in(struct task_struct *next)
 	__sync_fetch_and_add(&v->count, 1);
 	__sync_fetch_and_add(&v->blocked_ns, blocked);
 	__sync_fetch_and_add(&v->runqueue_ns, runq);
-	if (st->kind == KIND_BLOCKED)
-		record_latency(key.tgid, key.sysnr, blocked + runq);
+	if (st->bytes)
+		__sync_fetch_and_add(&v->bytes, st->bytes);
+	agg_leave(active);
+	if (key.kind == KIND_BLOCKED)
+		record_latency(&key, blocked + runq);
 }
 
 static __always_inline void name_thread(struct task_struct *t, struct task_state *st)
@@ -356,6 +453,7 @@ static __always_inline bool fd_syscall(s64 nr)
 	case 73: case 74: case 75: case 77: case 285:                /* flock fsync fdatasync ftruncate fallocate */
 	case 277: case 288: case 295: case 296: case 299:            /* sync_file_range accept4 preadv pwritev recvmmsg */
 	case 307: case 327: case 328:                                /* sendmmsg preadv2 pwritev2 */
+	case 40: case 72: case 217: case 275: case 306: case 326:    /* sendfile fcntl getdents64 splice syncfs copy_file_range */
 		return true;
 	}
 	return false;
@@ -393,6 +491,8 @@ static __always_inline bool resolve_fd(struct task_struct *t, s32 fd, struct fd_
 		struct socket *sock = BPF_CORE_READ(f, private_data);
 		struct sock *sk = BPF_CORE_READ(sock, sk);
 		d->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		d->sotype = BPF_CORE_READ(sk, sk_type);
+		d->protocol = BPF_CORE_READ(sk, sk_protocol);
 		d->lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		d->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 		/* Sized reads: the destinations are byte arrays. */
@@ -402,6 +502,24 @@ static __always_inline bool resolve_fd(struct task_struct *t, s32 fd, struct fd_
 		} else if (d->family == 10 /* AF_INET6 */) {
 			bpf_core_read(d->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
 			bpf_core_read(d->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+		} else if (d->family == 1 /* AF_UNIX */) {
+			/* The socket's own name, or its peer's (a client is
+			 * usually unnamed; the server it reached is not). */
+			struct unix_sock *us = (void *)sk;
+			struct unix_address *ua = BPF_CORE_READ(us, addr);
+			if (!ua) {
+				struct unix_sock *peer = (void *)BPF_CORE_READ(us, peer);
+				if (peer) {
+					ua = BPF_CORE_READ(peer, addr);
+					d->unix_peer = 1;
+				}
+			}
+			if (ua) {
+				void *name = (void *)ua + bpf_core_field_offset(struct unix_address, name);
+				/* sun_path follows the 2-byte family; abstract names start with 0. */
+				bpf_probe_read_kernel(d->parts, 108, name + 2);
+				d->flat = 1;
+			}
 		}
 	} else {
 		struct dentry *de = BPF_CORE_READ(f, f_path.dentry);
@@ -435,6 +553,190 @@ static __always_inline bool resolve_fd(struct task_struct *t, s32 fd, struct fd_
 	return true;
 }
 
+/* Where syscall nr keeps its path argument: 1 + the argument index, or 0. */
+static __always_inline int path_arg_index(s64 nr)
+{
+	switch (nr) {
+	case 2: case 4: case 6: case 21: case 59: case 76: case 80: case 82: /* open stat lstat access execve truncate chdir rename */
+	case 83: case 84: case 85: case 86: case 87: case 89: case 90: case 92: /* mkdir rmdir creat link unlink readlink chmod chown */
+	case 94: case 133: case 137: case 188: case 191: case 192: /* lchown mknod statfs setxattr getxattr lgetxattr */
+		return 1;
+	case 88: /* symlink: the link made */
+	case 257: case 258: case 259: case 260: case 262: case 263: case 264: case 265: /* openat mkdirat mknodat fchownat newfstatat unlinkat renameat linkat */
+	case 267: case 268: case 269: case 280: case 316: case 322: case 332: case 437: /* readlinkat fchmodat faccessat utimensat renameat2 execveat statx openat2 */
+	case 439: case 452: /* faccessat2 fchmodat2 */
+		return 2;
+	case 266: /* symlinkat */
+		return 3;
+	}
+	return 0;
+}
+
+/* A user timespec as nanoseconds; false if unreadable. */
+static __always_inline bool read_timespec(u64 uaddr, s64 *ns)
+{
+	struct { s64 sec, nsec; } ts;
+	if (bpf_probe_read_user(&ts, sizeof(ts), (void *)uaddr))
+		return false;
+	*ns = ts.sec * 1000000000LL + ts.nsec;
+	return true;
+}
+
+/* Round to the millisecond above 1 ms, so that deadlines (which differ by
+ * a few microseconds every call) still aggregate. */
+static __always_inline u64 round_ms(u64 ns)
+{
+	if (ns < 1000000)
+		return ns;
+	return (ns + 500000) / 1000000 * 1000000;
+}
+
+static __always_inline bool path_target(u64 uaddr, struct task_state *st)
+{
+	u32 zero = 0;
+	struct path_arg *pa = bpf_map_lookup_elem(&path_scratch, &zero);
+	if (!pa)
+		return false;
+	long n = bpf_probe_read_user_str(pa->path, sizeof(pa->path), (void *)uaddr);
+	if (n <= 0)
+		return false;
+	/* FNV-1a over the bytes read; the rest of the buffer is zeroed so
+	 * the map value is a clean string. */
+	u64 h = 0xcbf29ce484222325ULL;
+	for (int i = 0; i < PATH_ARG_LEN; i++) {
+		if (i >= n) {
+			pa->path[i] = 0;
+			continue;
+		}
+		h = (h ^ (u8)pa->path[i]) * 0x100000001b3ULL;
+	}
+	st->tkind = TK_PATH;
+	st->ta = h;
+	if (!bpf_map_lookup_elem(&path_args, &h))
+		bpf_map_update_elem(&path_args, &h, pa, BPF_ANY);
+	return true;
+}
+
+/* What syscall nr waits on, from its arguments: fd targets, paths,
+ * futexes, sleeps, polls, children. Runs in the blocking thread's own
+ * context, so its user memory is at hand (a page not resident makes the
+ * read fail: counted, never guessed). */
+static __always_inline void resolve_target(struct task_struct *t, struct pt_regs *regs, s64 nr,
+					   struct task_state *st)
+{
+	u64 a0 = BPF_CORE_READ(regs, di), a1 = BPF_CORE_READ(regs, si);
+	u64 a2 = BPF_CORE_READ(regs, dx), a3 = BPF_CORE_READ(regs, r10);
+	s64 ns;
+
+	if (fd_syscall(nr)) {
+		struct fd_key fk = {};
+		st->fd = (s32)a0;
+		if (resolve_fd(t, (s32)a0, &fk)) {
+			st->tkind = TK_FD;
+			st->ta = fk.file;
+			st->tb = fk.ino;
+		} else {
+			drop(DROP_FD_UNREADABLE, 1);
+		}
+		switch (nr) {
+		case 0: case 1: case 17: case 18: case 44: case 45: /* read write pread pwrite sendto recvfrom */
+			st->bytes = a2;
+		}
+		return;
+	}
+	if (!cfg_args)
+		return;
+	int pi = path_arg_index(nr);
+	if (pi) {
+		u64 uaddr = pi == 1 ? a0 : pi == 2 ? a1 : a2;
+		if (!path_target(uaddr, st))
+			goto unreadable;
+		return;
+	}
+	switch (nr) {
+	case 202: /* futex: which word, and what for */
+		st->tkind = TK_FUTEX;
+		st->ta = a0;
+		/* The command, without FUTEX_PRIVATE_FLAG and CLOCK_REALTIME;
+		 * FUTEX_TIMED when a wait has a timeout (condition variable
+		 * waits of idle pool workers have none; the GIL's have). */
+		st->tb = (a1 & 0x7f) | (a3 ? FUTEX_TIMED : 0);
+		return;
+	case 35: /* nanosleep(req, rem) */
+		if (!read_timespec(a0, &ns))
+			goto unreadable;
+		st->tkind = TK_SLEEP;
+		st->ta = ns;
+		return;
+	case 230: /* clock_nanosleep(clock, flags, req, rem) */
+		if (!read_timespec(a2, &ns))
+			goto unreadable;
+		st->tkind = TK_SLEEP;
+		if (!(a1 & 1 /* TIMER_ABSTIME */)) {
+			st->ta = ns;
+		} else if (a0 == 1 /* CLOCK_MONOTONIC */ || a0 == 7 /* CLOCK_BOOTTIME */) {
+			u64 now = a0 == 1 ? bpf_ktime_get_ns() : bpf_ktime_get_boot_ns();
+			st->ta = (u64)ns > now ? round_ms(ns - now) : 0;
+			st->tb = SLEEP_ABSOLUTE;
+		} else {
+			st->tb = SLEEP_ABSOLUTE | SLEEP_UNKNOWN;
+		}
+		return;
+	case 7: /* poll(fds, nfds, timeout_ms) */
+		st->tkind = TK_POLL;
+		st->ta = a1;
+		st->tb = (s32)a2 < 0 ? (u64)-1 : round_ms((u64)(s32)a2 * 1000000);
+		return;
+	case 232: case 281: /* epoll_wait, epoll_pwait(epfd, events, maxevents, timeout_ms) */
+		st->fd = (s32)a0;
+		st->tkind = TK_POLL;
+		st->ta = a2;
+		st->tb = (s32)a3 < 0 ? (u64)-1 : round_ms((u64)(s32)a3 * 1000000);
+		return;
+	case 271: case 441: /* ppoll(fds, nfds, tsp), epoll_pwait2(epfd, events, maxevents, tsp) */
+	case 23: case 270: { /* select, pselect6(nfds, r, w, e, tvp/tsp) */
+		u64 tsp = nr == 271 ? a2 : nr == 441 ? a3 : BPF_CORE_READ(regs, r8);
+		st->tkind = TK_POLL;
+		st->ta = nr == 271 ? a1 : nr == 441 ? a2 : a0;
+		if (nr == 441)
+			st->fd = (s32)a0;
+		st->tb = (u64)-1;
+		if (tsp) {
+			if (!read_timespec(tsp, &ns))
+				goto unreadable;
+			u64 uns = ns < 0 ? 0 : ns;
+			if (nr == 23) /* a timeval: microseconds in the second word */
+				uns = (uns / 1000000000ULL) * 1000000000ULL + (uns % 1000000000ULL) * 1000;
+			st->tb = round_ms(uns);
+		}
+		return;
+	}
+	case 61: /* wait4(pid, ...) */
+		st->tkind = TK_CHILD;
+		st->ta = (s64)(s32)a0;
+		st->tb = (u64)-1;
+		return;
+	case 247: /* waitid(idtype, id, ...) */
+		st->tkind = TK_CHILD;
+		st->ta = (s64)(s32)a1;
+		st->tb = a0;
+		return;
+	}
+	return;
+unreadable:
+	st->tkind = TK_UNREADABLE;
+	drop(DROP_ARG_UNREADABLE, 1);
+}
+
+static __always_inline bool syscall_allowed(s64 nr)
+{
+	if (nr < 0)
+		return cfg_allow_nosyscall;
+	if (nr >= 512)
+		return false;
+	return cfg_syscall_mask[(nr >> 6) & 7] & (1ULL << (nr & 63));
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
@@ -445,14 +747,32 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 		return 0;
 
 	u32 kind = KIND_BLOCKED;
-	/* A running or preempted thread is not waiting on anything. */
-	if (preempt || prev_state == 0) {
+	if (prev_state == 0) {
+		/* Preempted while running: not waiting on anything. */
 		if (!cfg_preempted)
 			return 0;
 		kind = KIND_PREEMPTED;
+	} else if (preempt) {
+		/* Preempted between setting a sleeping state and calling
+		 * schedule(): the thread stays runnable, and if its wakeup
+		 * comes before it runs again it never sleeps at all. Without
+		 * this, a sleep that ends while the thread waits for a CPU
+		 * would vanish from the profile. */
+		kind = KIND_PREEMPTED_SLEEPING;
 	}
 	/* TASK_DEAD (0x80): the thread is exiting and will not come back. */
 	if (prev_state & 0x80)
+		return 0;
+
+	/* The user registers saved at kernel entry: which syscall, on what.
+	 * orig_ax holds the number after a syscall entry but an exception's
+	 * error code after a fault; syscall entry also parks -ENOSYS in ax
+	 * until the syscall returns, which tells the two apart. */
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(prev);
+	s64 nr = BPF_CORE_READ(regs, orig_ax);
+	if ((s64)BPF_CORE_READ(regs, ax) != -38 /* -ENOSYS */)
+		nr = -1;
+	if (cfg_filter_syscalls && !syscall_allowed(nr))
 		return 0;
 
 	struct task_state *st =
@@ -466,32 +786,17 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 		st->last_kstack = -1;
 	}
 
-	/* The user registers saved at kernel entry: which syscall, on what.
-	 * orig_ax holds the number after a syscall entry but an exception's
-	 * error code after a fault; syscall entry also parks -ENOSYS in ax
-	 * until the syscall returns, which tells the two apart. */
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(prev);
-	s64 nr = BPF_CORE_READ(regs, orig_ax);
-	u64 arg0 = BPF_CORE_READ(regs, di);
-	if ((s64)BPF_CORE_READ(regs, ax) != -38 /* -ENOSYS */)
-		nr = -1;
-
 	st->kind = kind;
 	st->state = prev_state;
 	st->sysnr = nr;
 	st->fd = -1;
-	st->tfile = 0;
-	st->tino = 0;
-	if (fd_syscall(nr)) {
-		struct fd_key fk = {};
-		st->fd = (s32)arg0;
-		if (resolve_fd(prev, (s32)arg0, &fk)) {
-			st->tfile = fk.file;
-			st->tino = fk.ino;
-		} else {
-			drop(DROP_FD_UNREADABLE, 1);
-		}
-	}
+	st->tkind = TK_NONE;
+	st->ta = 0;
+	st->tb = 0;
+	st->bytes = 0;
+	st->waker_kind = WAKER_NONE;
+	if (nr >= 0)
+		resolve_target(prev, regs, nr, st);
 	st->ts_wake = 0;
 	if (!cfg_user_stacks)
 		st->ustack = -1;
@@ -500,20 +805,63 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 	else
 		st->ustack = stack_id(ctx, &ustacks, BPF_F_USER_STACK, DROP_USTACK_COLLISION,
 				      DROP_USTACK_ERROR);
-	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, st, prev_state, nr, arg0) : -1;
+	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, st, prev_state, nr, BPF_CORE_READ(regs, di)) : -1;
 	/* Last, so the interval starts as close to the switch as possible. */
 	st->ts_out = bpf_ktime_get_ns();
 	return 0;
 }
 
-SEC("tp_btf/sched_wakeup")
+/* Who is waking: the current task, or an interrupt running on top of it.
+ * The preempt count would say, but its per-CPU symbol is not in kallsyms
+ * here; the stack tells as well: BPF programs run on the kernel stack of
+ * the context that called them, and interrupts (and softirqs run on their
+ * way out) use the CPU's interrupt stack, not the task's. */
+static __always_inline u32 waker_context(struct task_struct *cur)
+{
+	u64 sp;
+	asm volatile("%0 = r10" : "=r"(sp));
+	u64 lo = (u64)BPF_CORE_READ(cur, stack);
+	/* 32 KiB: the largest THREAD_SIZE x86-64 builds with (KASAN). */
+	if (sp >= lo && sp < lo + 32768)
+		return WAKER_TASK;
+	return WAKER_IRQ;
+}
+
+/* sched_waking runs in the waker's context (sched_wakeup may run later, on
+ * the wakee's CPU), so this is where the waker is known. */
+SEC("tp_btf/sched_waking")
 int BPF_PROG(bprof_wakeup, struct task_struct *p)
 {
 	if (!tgid_is_target(p))
 		return 0;
 	struct task_state *st = bpf_task_storage_get(&tstate, p, 0, 0);
-	if (st && st->ts_out && !st->ts_wake)
-		st->ts_wake = bpf_ktime_get_ns();
+	if (!st || !st->ts_out || st->ts_wake)
+		return 0;
+	st->ts_wake = bpf_ktime_get_ns();
+	if (!cfg_wakers)
+		return 0;
+
+	struct task_struct *cur = bpf_get_current_task_btf();
+	u32 wk = waker_context(cur);
+	st->waker_kind = wk;
+	st->waker_tgid = 0;
+	st->waker_tid = 0;
+	st->waker_ustack = -1;
+	st->waker_kstack = -1;
+	__builtin_memset(st->waker_comm, 0, TASK_COMM_LEN);
+	if (wk == WAKER_TASK) {
+		st->waker_tgid = cur->tgid;
+		st->waker_tid = cur->pid;
+		bpf_get_current_comm(st->waker_comm, TASK_COMM_LEN);
+		/* The waker's user stack is only worth its cost (and only
+		 * symbolizable) when the waker is part of the same process. */
+		if (cfg_waker_stacks && cur->tgid == p->tgid && cur->mm)
+			st->waker_ustack = stack_id(ctx, &ustacks, BPF_F_USER_STACK,
+						    DROP_USTACK_COLLISION, DROP_USTACK_ERROR);
+	}
+	if (cfg_waker_stacks)
+		st->waker_kstack = stack_id(ctx, &kstacks, 0, DROP_KSTACK_COLLISION,
+					    DROP_KSTACK_ERROR);
 	return 0;
 }
 

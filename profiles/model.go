@@ -25,11 +25,14 @@ type Profile struct {
 	Latency []Latency
 }
 
-// Latency summarises the off-CPU intervals spent in one syscall. The
-// percentiles come from log2 buckets: each is the upper edge of its bucket
-// (at most Max), so it is exact to within a factor of two.
+// Latency summarises the off-CPU intervals spent in one syscall on one
+// target. The percentiles come from log2 buckets: each is the upper edge of
+// its bucket (at most Max), so it is exact to within a factor of two.
 type Latency struct {
-	Syscall       string // "none": not in a syscall (page fault, preemption in the kernel)
+	Syscall string // "none": not in a syscall (page fault, preemption in the kernel)
+	Target  string // what it waited on, "" if unknown
+	// Idle: every interval of this row was idle (waiting for work).
+	Idle          bool
 	Count         int64
 	Total         time.Duration
 	P50, P99, Max time.Duration
@@ -65,6 +68,28 @@ type Sample struct {
 	// Blocked is the time from switch-out to wakeup; RunQueue the time from
 	// wakeup until the thread ran again.
 	Blocked, RunQueue time.Duration
-	// Labels are extra string labels (later issues: syscall, target, ...).
+	// Labels are extra string labels: syscall, fd, target, waker, idle...
 	Labels map[string]string
+	// NumLabels are numeric labels (bytes asked for, sleep requested...),
+	// with their units in NumUnits ("bytes", "nanoseconds").
+	NumLabels map[string]int64
+	NumUnits  map[string]string
+}
+
+// SetNum sets numeric label key to v, in unit.
+func (s *Sample) SetNum(key string, v int64, unit string) {
+	if s.NumLabels == nil {
+		s.NumLabels, s.NumUnits = map[string]int64{}, map[string]string{}
+	}
+	s.NumLabels[key] = v
+	s.NumUnits[key] = unit
+}
+
+// SyntheticLocation is a frame no address produced, such as the
+// "[read tcp 127.0.0.1:6379]" leaf naming what a thread waited on.
+func SyntheticLocation(name string) symbolize.Location {
+	return symbolize.Location{
+		Mapping: &symbolize.Mapping{File: syntheticFile},
+		Frames:  []symbolize.Frame{{Function: name}},
+	}
 }

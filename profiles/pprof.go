@@ -203,6 +203,18 @@ func (b *builder) sample(s *Sample) {
 		Label:    map[string][]string{},
 		NumLabel: map[string][]int64{"pid": {int64(s.PID)}, "tid": {int64(s.TID)}},
 	}
+	for k, v := range s.NumLabels {
+		if k == "pid" || k == "tid" {
+			continue
+		}
+		ps.NumLabel[k] = []int64{v}
+		if u := s.NumUnits[k]; u != "" {
+			if ps.NumUnit == nil {
+				ps.NumUnit = map[string][]string{}
+			}
+			ps.NumUnit[k] = []string{u}
+		}
+	}
 	for k, v := range s.Labels {
 		// pid and tid are numeric labels; a string twin would split filters.
 		if k != "" && v != "" && k != "pid" && k != "tid" {

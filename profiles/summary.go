@@ -144,15 +144,25 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 		}
 	}
 
-	if len(p.Latency) > 0 {
-		add("by syscall (single intervals, idle waits included):")
-		add("  %-18s %7s %8s %8s %8s %8s", "syscall", "count", "total", "p50≤", "p99≤", "max")
-		for i, l := range p.Latency {
+	var rows []Latency
+	for _, l := range p.Latency {
+		if !l.Idle {
+			rows = append(rows, l)
+		}
+	}
+	if len(rows) > 0 {
+		add("by syscall and target (single intervals; idle left out):")
+		add("  %-14s %-36s %6s %8s %7s %7s %7s", "syscall", "target", "count", "total", "p50≤", "p99≤", "max")
+		for i, l := range rows {
 			if i == maxSyscalls {
-				add("  … and %d more", len(p.Latency)-maxSyscalls)
+				add("  … and %d more", len(rows)-maxSyscalls)
 				break
 			}
-			add("  %-18s %7s %8s %8s %8s %8s", clip(l.Syscall, 18), thousands(l.Count),
+			target := l.Target
+			if target == "" {
+				target = "-"
+			}
+			add("  %-14s %-36s %6s %8s %7s %7s %7s", clip(l.Syscall, 14), clipLeft(target, 36), thousands(l.Count),
 				fmtDur(l.Total), fmtDur(l.P50), fmtDur(l.P99), fmtDur(l.Max))
 		}
 	}
@@ -163,6 +173,17 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 	for _, l := range lines {
 		io.WriteString(w, l+"\n")
 	}
+}
+
+// clipLeft keeps the end of s, which for paths and addresses is the part
+// that tells (the file name, the peer), marking the cut with "…".
+func clipLeft(s string, width int) string {
+	n := utf8.RuneCountInString(s)
+	if n <= width {
+		return s
+	}
+	r := []rune(s)
+	return "…" + string(r[n-width+1:])
 }
 
 type procTotal struct {
@@ -222,6 +243,10 @@ func where(s Sample, width int) string {
 	kern := ""
 	if k := KernelWhere(s); k != "" {
 		kern = "  [" + k + "]"
+	}
+	if t := s.Labels["target"]; t != "" && s.Labels["syscall"] != "" {
+		// What it waited on says more than the kernel function.
+		kern = "  [" + s.Labels["syscall"] + " " + clipLeft(t, 40) + "]"
 	}
 	render := func(es []entry, callerLines bool) string {
 		if len(es) == 0 {

@@ -190,15 +190,24 @@ func TestSummaryIdle(t *testing.T) {
 	}
 }
 
-// The syscall table follows the stacks, one row per syscall, bounded.
+// The syscall and target table follows the stacks, one row per pair,
+// bounded; idle rows are left out, long targets keep their end.
 func TestSummaryLatency(t *testing.T) {
 	f := newFixture()
 	for i := 0; i < 9; i++ {
 		f.p.Latency = append(f.p.Latency, Latency{Syscall: fmt.Sprintf("sys%d", i), Count: 3, Total: time.Second,
 			P50: time.Millisecond, P99: 8 * time.Millisecond, Max: 9 * time.Millisecond})
 	}
+	f.p.Latency[1].Target = "file /var/lib/a-rather-long-directory-name/app/wal.log"
+	f.p.Latency[2].Idle = true
 	lines := checkScreen(t, summary(f.p, SummaryOptions{}))
-	containsLine(t, lines, "by syscall (single intervals, idle waits included):")
-	containsLine(t, lines, "  sys0                     3    1.00s    1.0ms    8.0ms    9.0ms")
-	containsLine(t, lines, "  … and 3 more")
+	containsLine(t, lines, "by syscall and target (single intervals; idle left out):")
+	containsLine(t, lines, "  sys0           -                                         3    1.00s   1.0ms   8.0ms   9.0ms")
+	containsLine(t, lines, "  sys1           …her-long-directory-name/app/wal.log      3    1.00s   1.0ms   8.0ms   9.0ms")
+	containsLine(t, lines, "  … and 2 more")
+	for _, l := range lines {
+		if strings.HasPrefix(l, "  sys2 ") {
+			t.Errorf("idle row shown: %q", l)
+		}
+	}
 }

@@ -13,6 +13,10 @@
 enum interval_kind {
 	KIND_BLOCKED = 0,   /* voluntary switch-out: the thread waited */
 	KIND_PREEMPTED = 1, /* involuntary: runnable all along (opt-in) */
+	/* Preempted after setting a sleeping state, on its way into a wait:
+	 * counted as blocked from its wakeup on. Kept in per-thread state
+	 * only; aggregated as KIND_BLOCKED. */
+	KIND_PREEMPTED_SLEEPING = 2,
 };
 
 /* Why data was lost. Every early exit that loses data bumps one of these;
@@ -30,10 +34,43 @@ enum drop_reason {
 	DROP_FILTERED,             /* outside --min-block/--max-block (not a loss) */
 	DROP_LATENCY_FULL,         /* latency histogram map full (sums unaffected) */
 	DROP_FD_UNREADABLE,        /* an fd's file could not be read (target unknown) */
+	DROP_ARG_UNREADABLE,       /* a syscall argument in user memory could not be read */
+	DROP_DRAIN_RACE,           /* (user space) a drained map still had a writer */
 	DROP_MAX,
 };
 
-/* One aggregation bucket: which thread, where, and in what state. */
+/* What a blocked syscall waited on, read from its arguments at the moment
+ * of blocking. (ta, tb) mean different things per kind. */
+enum target_kind {
+	TK_NONE = 0,
+	/* ta = struct file *, tb = inode number: key of fd_targets. The pointer
+	 * with the inode, so a closed and reused fd (or a recycled struct
+	 * file) is never confused with the old one. */
+	TK_FD = 1,
+	TK_PATH = 2,  /* ta = hash of the path argument: key of path_args */
+	TK_FUTEX = 3, /* ta = user address, tb = futex op (flags masked off) */
+	TK_SLEEP = 4, /* ta = requested ns, tb = SLEEP_* flags */
+	TK_POLL = 5,  /* ta = nfds or maxevents, tb = timeout ns, -1: none */
+	TK_CHILD = 6, /* ta = pid / id as given, tb = waitid idtype, ~0 for wait4 */
+	TK_UNREADABLE = 7, /* the argument could not be read */
+};
+
+#define FUTEX_TIMED 0x100 /* tb of TK_FUTEX: the wait has a timeout */
+
+#define SLEEP_ABSOLUTE 1 /* a deadline: ta is the time left at blocking, ms-rounded */
+#define SLEEP_UNKNOWN 2  /* a deadline on a clock BPF cannot read */
+
+/* Who ended a blocked interval (sched_waking runs in the waker's context). */
+enum waker_kind {
+	WAKER_NONE = 0, /* not seen (woken before attach, or preempted) */
+	WAKER_TASK = 1,
+	/* An interrupt: a timer, a device, or softirq work such as network
+	 * receive done on the interrupt stack. */
+	WAKER_IRQ = 2,
+};
+
+/* One aggregation bucket: which thread, where, in what state, blocked on
+ * what, woken by whom. No implicit padding: keys are compared as bytes. */
 struct agg_key {
 	u32 tgid;
 	u32 tid;
@@ -41,14 +78,15 @@ struct agg_key {
 	s32 kstack;
 	u32 state; /* prev_state at switch-out (TASK_* bits) */
 	u32 kind;  /* enum interval_kind */
-	/* The syscall the thread blocked in, -1 for none (see syscall_nr()). */
+	/* The syscall the thread blocked in, -1 for none (see bprof_switch). */
 	s32 sysnr;
 	s32 fd; /* the fd argument of an fd syscall, else -1 */
-	/* What the fd was at the moment of blocking: key of fd_targets, 0 if
-	 * none. The file pointer with the inode number, so a closed and reused
-	 * fd (or a recycled struct file) is never confused with the old one. */
-	u64 tfile;
-	u64 tino;
+	u32 tkind; /* enum target_kind */
+	u32 waker_kind; /* enum waker_kind */
+	u64 ta, tb;
+	u32 waker_tgid, waker_tid; /* 0 unless waker_kind is WAKER_TASK */
+	s32 waker_ustack, waker_kstack; /* with cfg_waker_stacks, else -1 */
+	char waker_comm[TASK_COMM_LEN];
 };
 
 #define PATH_PARTS 8
@@ -61,8 +99,12 @@ struct fd_target {
 	u16 lport, rport;
 	u8 laddr[16], raddr[16];
 	u64 ino;
+	u16 sotype, protocol; /* sockets: SOCK_STREAM.., IPPROTO_TCP.. */
 	u32 nparts;    /* path components found, leaf first */
 	u32 truncated; /* deeper than PATH_PARTS */
+	/* flat: parts holds one string (a unix socket's path) instead. */
+	u32 flat;
+	u32 unix_peer; /* the unix path is the peer's: the socket has none */
 	char parts[PATH_PARTS][PART_LEN];
 };
 
@@ -75,6 +117,14 @@ struct agg_val {
 	u64 count;
 	u64 blocked_ns;  /* switch-out -> wakeup */
 	u64 runqueue_ns; /* wakeup -> running again */
+	u64 bytes;       /* bytes asked for by read/write-like calls */
+};
+
+#define PATH_ARG_LEN 256
+
+/* A path argument of open/stat/unlink..., as the process passed it. */
+struct path_arg {
+	char path[PATH_ARG_LEN];
 };
 
 /* A thread seen off-CPU: its process and its names at the time. */
@@ -85,12 +135,15 @@ struct thread_info {
 };
 
 /* log2 buckets of single off-CPU intervals (blocked + run-queue), per
- * process and syscall: bucket i counts intervals in [2^i, 2^(i+1)) ns. */
+ * process, syscall and target: bucket i counts intervals in [2^i, 2^(i+1)) ns. */
 #define LAT_BUCKETS 40
 
 struct lat_key {
 	u32 tgid;
 	s32 sysnr;
+	u32 tkind;
+	u32 pad;
+	u64 ta, tb;
 };
 
 struct lat_val {

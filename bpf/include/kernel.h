@@ -81,6 +81,26 @@ struct sock_common {
 
 struct sock {
 	struct sock_common __sk_common;
+	u16 sk_type;
+	u16 sk_protocol;
+} __attribute__((preserve_access_index));
+
+/* include/uapi/linux/un.h */
+struct sockaddr_un {
+	unsigned short sun_family;
+	char sun_path[108];
+};
+
+/* include/net/af_unix.h: a unix socket's bound name, if any. */
+struct unix_address {
+	int len;
+	struct sockaddr_un name[];
+} __attribute__((preserve_access_index));
+
+struct unix_sock {
+	struct sock sk;
+	struct unix_address *addr;
+	struct sock *peer;
 } __attribute__((preserve_access_index));
 
 struct socket {
@@ -88,6 +108,7 @@ struct socket {
 } __attribute__((preserve_access_index));
 
 struct task_struct {
+	void *stack;
 	unsigned int flags;
 	int pid;
 	int tgid;
@@ -97,8 +118,13 @@ struct task_struct {
 	struct files_struct *files;
 } __attribute__((preserve_access_index));
 
+/* x86-64 syscall arguments: di, si, dx, r10, r8, r9. */
 struct pt_regs {
+	unsigned long r10;
+	unsigned long r8;
 	unsigned long ax;
+	unsigned long dx;
+	unsigned long si;
 	unsigned long di;
 	unsigned long orig_ax;
 } __attribute__((preserve_access_index));

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
+
+	"blockprof/internal/syscalls"
 
 	"github.com/spf13/pflag"
 )
@@ -26,10 +29,18 @@ type recordConfig struct {
 	exactK    bool
 	noRunQ    bool
 	idle      bool
-	top       int
-	quiet     bool
-	readyFile string
-	interval  time.Duration // how often the kernel's aggregation is drained
+	// What blocked syscalls waited on, and who woke them.
+	syscalls     []string       // --syscalls: names, "none" for none
+	syscallNrs   []int          // ... as numbers
+	noSyscall    bool           // "none" was among them
+	target       *regexp.Regexp // --target: keep intervals whose target matches
+	noWakers     bool
+	wakerStacks  bool
+	targetFrames bool
+	top          int
+	quiet        bool
+	readyFile    string
+	interval     time.Duration // how often the kernel's aggregation is drained
 }
 
 func (c *recordConfig) userStacks() bool   { return strings.Contains(c.stacks, "user") }
@@ -65,6 +76,11 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	fs.BoolVar(&c.exactK, "exact-kernel-stacks", false, "walk the kernel stack at every switch-out, never reuse the last one")
 	fs.BoolVar(&c.noRunQ, "no-runqueue", false, "don't split off-CPU time into blocked and run-queue (cheaper for the rest of the machine)")
 	fs.BoolVar(&c.idle, "idle", false, "keep idle waits (event-loop waits, accept, parked Go threads) in the profile, labelled kind=idle")
+	fs.StringSliceVar(&c.syscalls, "syscalls", nil, "only intervals blocked in these syscalls, e.g. read,connect,fsync (\"none\": in no syscall)")
+	target := fs.String("target", "", "only intervals whose target (file, socket, futex, ...) matches this regular expression")
+	fs.BoolVar(&c.noWakers, "no-wakers", false, "don't record who woke each blocked interval")
+	fs.BoolVar(&c.wakerStacks, "waker-stacks", false, "also record the waker's stack (kernel; user too when it is a thread of the target)")
+	fs.BoolVar(&c.targetFrames, "target-frames", true, "add a leaf frame naming what was waited on, e.g. [read tcp 127.0.0.1:6379]")
 	fs.IntVar(&c.top, "top", 10, "stacks shown in the summary")
 	fs.BoolVarP(&c.quiet, "quiet", "q", false, "no status line and no summary")
 	fs.StringVar(&c.readyFile, "ready-file", "", "create this file once recording has started (for scripts and tests)")
@@ -117,6 +133,31 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	case "user,kernel", "kernel,user", "user", "kernel":
 	default:
 		return nil, fmt.Errorf("unknown --stacks %q (want user,kernel, user or kernel)", c.stacks)
+	}
+	for _, name := range c.syscalls {
+		name = strings.TrimSpace(name)
+		if name == "none" {
+			c.noSyscall = true
+			continue
+		}
+		nr, ok := syscalls.Number(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown syscall %q in --syscalls", name)
+		}
+		c.syscallNrs = append(c.syscallNrs, nr)
+	}
+	if len(c.syscalls) > 0 && len(c.syscallNrs) == 0 && !c.noSyscall {
+		return nil, errors.New("--syscalls names no syscall")
+	}
+	if *target != "" {
+		re, err := regexp.Compile(*target)
+		if err != nil {
+			return nil, fmt.Errorf("bad --target pattern: %v", err)
+		}
+		c.target = re
+	}
+	if c.wakerStacks && (c.noWakers || c.noRunQ) {
+		return nil, errors.New("--waker-stacks needs wakers (drop --no-wakers / --no-runqueue)")
 	}
 	if c.interval <= 0 {
 		c.interval = time.Second

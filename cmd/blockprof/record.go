@@ -91,6 +91,10 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		NoKernelStacks:    !cfg.kernelStacks(),
 		ExactKernelStacks: cfg.exactK,
 		NoRunQueue:        cfg.noRunQ,
+		NoWakers:          cfg.noWakers,
+		WakerStacks:       cfg.wakerStacks,
+		Syscalls:          cfg.syscallNrs,
+		NoSyscall:         cfg.noSyscall,
 	})
 	if err != nil {
 		return fail(err)

@@ -29,7 +29,8 @@ type recordKey struct {
 	kind           attach.Kind
 	sysnr          int32
 	fd             int32
-	target         *attach.FdTarget // one pointer per (file, inode) for the session
+	target         *attach.Target // one pointer per target for the session
+	waker          attach.Waker
 }
 
 // recorder accumulates what the kernel aggregated, drain after drain.
@@ -61,7 +62,7 @@ func (r *recorder) drain() error {
 		if _, ok := r.procs[rec.TGID]; !ok {
 			r.attachProcess(rec.TGID) // a child forked since the last drain
 		}
-		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind, rec.SysNr, rec.Fd, rec.Target}
+		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind, rec.SysNr, rec.Fd, rec.Target, rec.Waker}
 		r.blocked += rec.Blocked
 		r.runQueue += rec.RunQueue
 		r.intervals += rec.Count
@@ -69,6 +70,7 @@ func (r *recorder) drain() error {
 			have.Count += rec.Count
 			have.Blocked += rec.Blocked
 			have.RunQueue += rec.RunQueue
+			have.Bytes += rec.Bytes
 			continue
 		}
 		r.agg[k] = rec
@@ -153,6 +155,7 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return r.agg[keys[i]].Blocked > r.agg[keys[j]].Blocked })
+	var filtered uint64
 	for _, k := range keys {
 		rec := r.agg[k]
 		proc := r.procs[rec.TGID]
@@ -169,11 +172,26 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 		}
 		sys := syscallLabel(rec.SysNr, kernel, len(rec.KernelStack) > 0)
 		s.Labels = map[string]string{"syscall": sys}
-		if rec.Fd >= 0 && sys != "none" {
-			s.Labels["fd"] = strconv.Itoa(int(rec.Fd))
-			if rec.Target != nil {
-				s.Labels["target"] = rec.Target.String()
+		target := ""
+		if sys != "none" {
+			if rec.Fd >= 0 {
+				s.Labels["fd"] = strconv.Itoa(int(rec.Fd))
 			}
+			if rec.Target != nil {
+				target = rec.Target.String()
+				s.Labels["target"] = target
+				addTargetNumbers(&s, rec.Target)
+			}
+			if rec.Bytes > 0 {
+				s.SetNum("bytes", int64(rec.Bytes), "bytes")
+			}
+		}
+		if r.cfg.target != nil && !r.cfg.target.MatchString(target) {
+			filtered += rec.Count
+			continue
+		}
+		if w := rec.Waker.String(); w != "" {
+			s.Labels["waker"] = w
 		}
 		if len(rec.UserStack) > 0 {
 			if proc != nil {
@@ -191,9 +209,19 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 				s.Labels["idle"] = rule
 			}
 		}
+		if r.cfg.targetFrames && rec.Target != nil && sys != "none" {
+			// Leaf-most, so flame graphs end in what was waited on.
+			s.Stack = append([]symbolize.Location{profiles.SyntheticLocation(
+				"[" + sys + " " + rec.Target.Short() + "]")}, s.Stack...)
+		}
+		r.wakerStack(&s, rec)
 		p.Samples = append(p.Samples, s)
 	}
 
+	markThreadPools(p.Samples)
+	if filtered > 0 {
+		p.Comments = append(p.Comments, fmt.Sprintf("%d intervals left out by --target", filtered))
+	}
 	p.Latency = latencyTable(lat, p.Samples)
 
 	for tgid, proc := range r.procs {
@@ -233,37 +261,48 @@ func threadNames(threads map[uint32]attach.Thread, tgid, tid uint32) (thread, co
 }
 
 // latencyTable merges the kernel's per-process histograms by syscall and
-// reads the percentiles off their log2 buckets; count and total come exact
-// from the samples.
+// target, and reads the percentiles off their log2 buckets; count and
+// total come exact from the samples. A row whose samples are all idle is
+// marked so.
 func latencyTable(hists []attach.Latency, samples []profiles.Sample) []profiles.Latency {
-	exact := map[string]*profiles.Latency{}
+	type rowKey struct{ syscall, target string }
+	type exactRow struct {
+		count      int64
+		total      time.Duration
+		nonIdle    bool
+	}
+	exact := map[rowKey]*exactRow{}
 	for _, s := range samples {
 		if s.Kind == attach.Preempted.String() {
 			continue
 		}
-		name := s.Labels["syscall"]
-		e := exact[name]
+		k := rowKey{s.Labels["syscall"], s.Labels["target"]}
+		e := exact[k]
 		if e == nil {
-			e = &profiles.Latency{}
-			exact[name] = e
+			e = &exactRow{}
+			exact[k] = e
 		}
-		e.Count += s.Count
-		e.Total += s.Blocked + s.RunQueue
+		e.count += s.Count
+		e.total += s.Blocked + s.RunQueue
+		e.nonIdle = e.nonIdle || s.Kind != profiles.KindIdle
 	}
 	type acc struct {
 		buckets [attach.LatencyBuckets]uint64
 		max     time.Duration
 	}
-	by := map[string]*acc{}
+	by := map[rowKey]*acc{}
 	for _, h := range hists {
-		name := "none"
+		k := rowKey{syscall: "none"}
 		if h.SysNr >= 0 {
-			name = syscalls.Name(int64(h.SysNr))
+			k.syscall = syscalls.Name(int64(h.SysNr))
+			if h.Target != nil {
+				k.target = h.Target.String()
+			}
 		}
-		a := by[name]
+		a := by[k]
 		if a == nil {
 			a = &acc{}
-			by[name] = a
+			by[k] = a
 		}
 		for i, n := range h.Buckets {
 			a.buckets[i] += n
@@ -271,27 +310,117 @@ func latencyTable(hists []attach.Latency, samples []profiles.Sample) []profiles.
 		a.max = max(a.max, h.Max)
 	}
 	var out []profiles.Latency
-	for name, a := range by {
+	for k, a := range by {
 		var n int64
 		for _, c := range a.buckets {
 			n += int64(c)
 		}
-		e := exact[name]
+		e := exact[k]
 		if n == 0 || e == nil {
 			continue
 		}
-		l := profiles.Latency{Syscall: name, Count: e.Count, Total: e.Total, Max: a.max,
+		out = append(out, profiles.Latency{
+			Syscall: k.syscall, Target: k.target, Idle: !e.nonIdle,
+			Count: e.count, Total: e.total, Max: a.max,
 			P50: percentile(a.buckets[:], n, 0.50, a.max),
-			P99: percentile(a.buckets[:], n, 0.99, a.max)}
-		out = append(out, l)
+			P99: percentile(a.buckets[:], n, 0.99, a.max)})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Total != out[j].Total {
 			return out[i].Total > out[j].Total
 		}
-		return out[i].Syscall < out[j].Syscall
+		if out[i].Syscall != out[j].Syscall {
+			return out[i].Syscall < out[j].Syscall
+		}
+		return out[i].Target < out[j].Target
 	})
 	return out
+}
+
+// addTargetNumbers adds the numbers a target carries as numeric labels, so
+// pprof can filter and tag by them (e.g. -tagfocus=sleep=20ms).
+func addTargetNumbers(s *profiles.Sample, t *attach.Target) {
+	switch t.Kind {
+	case "sleep":
+		if !t.Unknown {
+			s.SetNum("sleep", t.Duration.Nanoseconds(), "nanoseconds")
+		}
+	case "poll":
+		s.SetNum("nfds", int64(t.N), "count")
+		if t.Duration >= 0 {
+			s.SetNum("timeout", t.Duration.Nanoseconds(), "nanoseconds")
+		}
+	case "child":
+		s.SetNum("child", int64(t.N), "")
+	}
+}
+
+// wakerStack labels a sample with where its waker was, when waker stacks
+// were recorded: the waker's telling user frames, then its kernel frames
+// below the wakeup itself ("flushLoop ← main.run" / "hrtimer_wakeup ←
+// __hrtimer_run_queues").
+func (r *recorder) wakerStack(s *profiles.Sample, rec *attach.Record) {
+	if len(rec.WakerUserStack) == 0 && len(rec.WakerKernelStack) == 0 {
+		return
+	}
+	w := profiles.Sample{}
+	if len(rec.WakerUserStack) > 0 {
+		if proc := r.procs[rec.Waker.TGID]; proc != nil {
+			w.Stack = proc.Locations(callSites(rec.WakerUserStack))
+		}
+	}
+	if user := profiles.TellingFrames(w, 4); len(user) > 0 {
+		s.Labels["waker_stack"] = strings.Join(user, " ← ")
+	}
+	if len(rec.WakerKernelStack) > 0 {
+		kern := wakeSite(r.sym.Kernel(callSites(rec.WakerKernelStack)))
+		if kern != "" {
+			s.Labels["waker_kernel"] = kern
+		}
+	}
+}
+
+// wakeSite names the kernel path that woke a thread: the frames below
+// try_to_wake_up and its wrappers, e.g. "futex_wake ← do_futex ← __x64_sys_futex".
+func wakeSite(kernel []symbolize.Location) string {
+	var names []string
+	for _, loc := range kernel {
+		for _, f := range loc.Frames { // inlined callee first, as leaf first
+			names = append(names, f.Function)
+		}
+	}
+	start := 0
+	for i, n := range names {
+		if n == "try_to_wake_up" || strings.HasPrefix(n, "wake_up") || strings.HasPrefix(n, "__wake_up") ||
+			strings.HasPrefix(n, "bpf_") || strings.HasPrefix(n, "__bpf") || strings.HasPrefix(n, "__traceiter") ||
+			strings.HasPrefix(n, "__sched_") || n == "" {
+			start = i + 1
+		}
+		if i > 12 {
+			break
+		}
+	}
+	end := min(start+4, len(names))
+	if start >= end {
+		return ""
+	}
+	return strings.Join(names[start:end], " ← ")
+}
+
+// markThreadPools applies the thread-pool idle rule (internal/idle), which
+// needs every sample at once: condition-variable waits on a word that
+// several threads of one process park on are pool workers waiting for work.
+func markThreadPools(samples []profiles.Sample) {
+	waits := make([]idle.CondWait, len(samples))
+	for i, s := range samples {
+		waits[i] = idle.CondWait{PID: s.PID, TID: s.TID, Syscall: s.Labels["syscall"], Target: s.Labels["target"]}
+	}
+	for i, pool := range idle.ThreadPool(waits) {
+		if pool && samples[i].Kind == attach.Blocked.String() {
+			samples[i].Kind = profiles.KindIdle
+			samples[i].Labels["idle"] = "thread-pool"
+		}
+	}
 }
 
 // percentile is the upper edge of the log2 bucket holding quantile q,

@@ -14,17 +14,24 @@ import (
 )
 
 type blockprofAggKey struct {
-	_      structs.HostLayout
-	Tgid   uint32
-	Tid    uint32
-	Ustack int32
-	Kstack int32
-	State  uint32
-	Kind   uint32
-	Sysnr  int32
-	Fd     int32
-	Tfile  uint64
-	Tino   uint64
+	_           structs.HostLayout
+	Tgid        uint32
+	Tid         uint32
+	Ustack      int32
+	Kstack      int32
+	State       uint32
+	Kind        uint32
+	Sysnr       int32
+	Fd          int32
+	Tkind       uint32
+	WakerKind   uint32
+	Ta          uint64
+	Tb          uint64
+	WakerTgid   uint32
+	WakerTid    uint32
+	WakerUstack int32
+	WakerKstack int32
+	WakerComm   [16]int8
 }
 
 type blockprofAggVal struct {
@@ -32,6 +39,7 @@ type blockprofAggVal struct {
 	Count      uint64
 	BlockedNs  uint64
 	RunqueueNs uint64
+	Bytes      uint64
 }
 
 type blockprofDropReason uint32
@@ -49,7 +57,9 @@ const (
 	blockprofDropReasonDROP_FILTERED         blockprofDropReason = 9
 	blockprofDropReasonDROP_LATENCY_FULL     blockprofDropReason = 10
 	blockprofDropReasonDROP_FD_UNREADABLE    blockprofDropReason = 11
-	blockprofDropReasonDROP_MAX              blockprofDropReason = 12
+	blockprofDropReasonDROP_ARG_UNREADABLE   blockprofDropReason = 12
+	blockprofDropReasonDROP_DRAIN_RACE       blockprofDropReason = 13
+	blockprofDropReasonDROP_MAX              blockprofDropReason = 14
 )
 
 type blockprofFdKey struct {
@@ -67,22 +77,32 @@ type blockprofFdTarget struct {
 	Laddr     [16]uint8
 	Raddr     [16]uint8
 	Ino       uint64
+	Sotype    uint16
+	Protocol  uint16
 	Nparts    uint32
 	Truncated uint32
+	Flat      uint32
+	UnixPeer  uint32
 	Parts     [8][32]int8
+	_         [4]byte
 }
 
 type blockprofIntervalKind uint32
 
 const (
-	blockprofIntervalKindKIND_BLOCKED   blockprofIntervalKind = 0
-	blockprofIntervalKindKIND_PREEMPTED blockprofIntervalKind = 1
+	blockprofIntervalKindKIND_BLOCKED            blockprofIntervalKind = 0
+	blockprofIntervalKindKIND_PREEMPTED          blockprofIntervalKind = 1
+	blockprofIntervalKindKIND_PREEMPTED_SLEEPING blockprofIntervalKind = 2
 )
 
 type blockprofLatKey struct {
 	_     structs.HostLayout
 	Tgid  uint32
 	Sysnr int32
+	Tkind uint32
+	Pad   uint32
+	Ta    uint64
+	Tb    uint64
 }
 
 type blockprofLatVal struct {
@@ -91,25 +111,53 @@ type blockprofLatVal struct {
 	MaxNs   uint64
 }
 
+type blockprofPathArg struct {
+	_    structs.HostLayout
+	Path [256]int8
+}
+
+type blockprofTargetKind uint32
+
+const (
+	blockprofTargetKindTK_NONE       blockprofTargetKind = 0
+	blockprofTargetKindTK_FD         blockprofTargetKind = 1
+	blockprofTargetKindTK_PATH       blockprofTargetKind = 2
+	blockprofTargetKindTK_FUTEX      blockprofTargetKind = 3
+	blockprofTargetKindTK_SLEEP      blockprofTargetKind = 4
+	blockprofTargetKindTK_POLL       blockprofTargetKind = 5
+	blockprofTargetKindTK_CHILD      blockprofTargetKind = 6
+	blockprofTargetKindTK_UNREADABLE blockprofTargetKind = 7
+)
+
 type blockprofTaskState struct {
-	_          structs.HostLayout
-	TsOut      uint64
-	TsWake     uint64
-	Ustack     int32
-	Kstack     int32
-	State      uint32
-	Kind       uint32
-	Sysnr      int32
-	Fd         int32
-	Tfile      uint64
-	Tino       uint64
-	Named      bool
-	_          [3]byte
-	LastUstack int32
-	LastKstack int32
-	LastState  uint32
-	LastSysnr  int64
-	LastArg0   uint64
+	_           structs.HostLayout
+	TsOut       uint64
+	TsWake      uint64
+	Ustack      int32
+	Kstack      int32
+	State       uint32
+	Kind        uint32
+	Sysnr       int32
+	Fd          int32
+	Tkind       uint32
+	_           [4]byte
+	Ta          uint64
+	Tb          uint64
+	Bytes       uint64
+	WakerKind   uint32
+	WakerTgid   uint32
+	WakerTid    uint32
+	WakerUstack int32
+	WakerKstack int32
+	WakerComm   [16]int8
+	Named       bool
+	_           [3]byte
+	LastUstack  int32
+	LastKstack  int32
+	LastState   uint32
+	_           [4]byte
+	LastSysnr   int64
+	LastArg0    uint64
 }
 
 type blockprofThreadInfo struct {
@@ -118,6 +166,14 @@ type blockprofThreadInfo struct {
 	Comm       [16]int8
 	LeaderComm [16]int8
 }
+
+type blockprofWakerKind uint32
+
+const (
+	blockprofWakerKindWAKER_NONE blockprofWakerKind = 0
+	blockprofWakerKindWAKER_TASK blockprofWakerKind = 1
+	blockprofWakerKindWAKER_IRQ  blockprofWakerKind = 2
+)
 
 // Names of all BPF objects in the ELF.
 //
@@ -131,6 +187,8 @@ const (
 	blockprofMapFdTargets          = "fd_targets"
 	blockprofMapKstacks            = "kstacks"
 	blockprofMapLatency            = "latency"
+	blockprofMapPathArgs           = "path_args"
+	blockprofMapPathScratch        = "path_scratch"
 	blockprofMapTargetTids         = "target_tids"
 	blockprofMapTargets            = "targets"
 	blockprofMapThreads            = "threads"
@@ -141,6 +199,10 @@ const (
 	blockprofProgBprofSwitch       = "bprof_switch"
 	blockprofProgBprofWakeup       = "bprof_wakeup"
 	blockprofVarActiveAgg          = "active_agg"
+	blockprofVarAggInflight        = "agg_inflight"
+	blockprofVarCfgAllowNosyscall  = "cfg_allow_nosyscall"
+	blockprofVarCfgArgs            = "cfg_args"
+	blockprofVarCfgFilterSyscalls  = "cfg_filter_syscalls"
 	blockprofVarCfgFilterTids      = "cfg_filter_tids"
 	blockprofVarCfgFollowChildren  = "cfg_follow_children"
 	blockprofVarCfgKernelStacks    = "cfg_kernel_stacks"
@@ -149,9 +211,15 @@ const (
 	blockprofVarCfgPreempted       = "cfg_preempted"
 	blockprofVarCfgReuseKstack     = "cfg_reuse_kstack"
 	blockprofVarCfgSingleTgid      = "cfg_single_tgid"
+	blockprofVarCfgSyscallMask     = "cfg_syscall_mask"
 	blockprofVarCfgUserStacks      = "cfg_user_stacks"
+	blockprofVarCfgWakerStacks     = "cfg_waker_stacks"
+	blockprofVarCfgWakers          = "cfg_wakers"
+	blockprofVarLatZero            = "lat_zero"
 	blockprofVarUnusedDropReason   = "unused_drop_reason"
 	blockprofVarUnusedIntervalKind = "unused_interval_kind"
+	blockprofVarUnusedTargetKind   = "unused_target_kind"
+	blockprofVarUnusedWakerKind    = "unused_waker_kind"
 )
 
 // loadBlockprof returns the embedded CollectionSpec for blockprof.
@@ -206,19 +274,21 @@ type blockprofProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockprofMapSpecs struct {
-	Agg0       *ebpf.MapSpec `ebpf:"agg0"`
-	Agg1       *ebpf.MapSpec `ebpf:"agg1"`
-	Agg2       *ebpf.MapSpec `ebpf:"agg2"`
-	Drops      *ebpf.MapSpec `ebpf:"drops"`
-	FdScratch  *ebpf.MapSpec `ebpf:"fd_scratch"`
-	FdTargets  *ebpf.MapSpec `ebpf:"fd_targets"`
-	Kstacks    *ebpf.MapSpec `ebpf:"kstacks"`
-	Latency    *ebpf.MapSpec `ebpf:"latency"`
-	TargetTids *ebpf.MapSpec `ebpf:"target_tids"`
-	Targets    *ebpf.MapSpec `ebpf:"targets"`
-	Threads    *ebpf.MapSpec `ebpf:"threads"`
-	Tstate     *ebpf.MapSpec `ebpf:"tstate"`
-	Ustacks    *ebpf.MapSpec `ebpf:"ustacks"`
+	Agg0        *ebpf.MapSpec `ebpf:"agg0"`
+	Agg1        *ebpf.MapSpec `ebpf:"agg1"`
+	Agg2        *ebpf.MapSpec `ebpf:"agg2"`
+	Drops       *ebpf.MapSpec `ebpf:"drops"`
+	FdScratch   *ebpf.MapSpec `ebpf:"fd_scratch"`
+	FdTargets   *ebpf.MapSpec `ebpf:"fd_targets"`
+	Kstacks     *ebpf.MapSpec `ebpf:"kstacks"`
+	Latency     *ebpf.MapSpec `ebpf:"latency"`
+	PathArgs    *ebpf.MapSpec `ebpf:"path_args"`
+	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
+	TargetTids  *ebpf.MapSpec `ebpf:"target_tids"`
+	Targets     *ebpf.MapSpec `ebpf:"targets"`
+	Threads     *ebpf.MapSpec `ebpf:"threads"`
+	Tstate      *ebpf.MapSpec `ebpf:"tstate"`
+	Ustacks     *ebpf.MapSpec `ebpf:"ustacks"`
 }
 
 // blockprofVariableSpecs contains global variables before they are loaded into the kernel.
@@ -226,6 +296,10 @@ type blockprofMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockprofVariableSpecs struct {
 	ActiveAgg          *ebpf.VariableSpec `ebpf:"active_agg"`
+	AggInflight        *ebpf.VariableSpec `ebpf:"agg_inflight"`
+	CfgAllowNosyscall  *ebpf.VariableSpec `ebpf:"cfg_allow_nosyscall"`
+	CfgArgs            *ebpf.VariableSpec `ebpf:"cfg_args"`
+	CfgFilterSyscalls  *ebpf.VariableSpec `ebpf:"cfg_filter_syscalls"`
 	CfgFilterTids      *ebpf.VariableSpec `ebpf:"cfg_filter_tids"`
 	CfgFollowChildren  *ebpf.VariableSpec `ebpf:"cfg_follow_children"`
 	CfgKernelStacks    *ebpf.VariableSpec `ebpf:"cfg_kernel_stacks"`
@@ -234,9 +308,15 @@ type blockprofVariableSpecs struct {
 	CfgPreempted       *ebpf.VariableSpec `ebpf:"cfg_preempted"`
 	CfgReuseKstack     *ebpf.VariableSpec `ebpf:"cfg_reuse_kstack"`
 	CfgSingleTgid      *ebpf.VariableSpec `ebpf:"cfg_single_tgid"`
+	CfgSyscallMask     *ebpf.VariableSpec `ebpf:"cfg_syscall_mask"`
 	CfgUserStacks      *ebpf.VariableSpec `ebpf:"cfg_user_stacks"`
+	CfgWakerStacks     *ebpf.VariableSpec `ebpf:"cfg_waker_stacks"`
+	CfgWakers          *ebpf.VariableSpec `ebpf:"cfg_wakers"`
+	LatZero            *ebpf.VariableSpec `ebpf:"lat_zero"`
 	UnusedDropReason   *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
 	UnusedIntervalKind *ebpf.VariableSpec `ebpf:"unused_interval_kind"`
+	UnusedTargetKind   *ebpf.VariableSpec `ebpf:"unused_target_kind"`
+	UnusedWakerKind    *ebpf.VariableSpec `ebpf:"unused_waker_kind"`
 }
 
 // blockprofObjects contains all objects after they have been loaded into the kernel.
@@ -259,19 +339,21 @@ func (o *blockprofObjects) Close() error {
 //
 // It can be passed to loadBlockprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockprofMaps struct {
-	Agg0       *ebpf.Map `ebpf:"agg0"`
-	Agg1       *ebpf.Map `ebpf:"agg1"`
-	Agg2       *ebpf.Map `ebpf:"agg2"`
-	Drops      *ebpf.Map `ebpf:"drops"`
-	FdScratch  *ebpf.Map `ebpf:"fd_scratch"`
-	FdTargets  *ebpf.Map `ebpf:"fd_targets"`
-	Kstacks    *ebpf.Map `ebpf:"kstacks"`
-	Latency    *ebpf.Map `ebpf:"latency"`
-	TargetTids *ebpf.Map `ebpf:"target_tids"`
-	Targets    *ebpf.Map `ebpf:"targets"`
-	Threads    *ebpf.Map `ebpf:"threads"`
-	Tstate     *ebpf.Map `ebpf:"tstate"`
-	Ustacks    *ebpf.Map `ebpf:"ustacks"`
+	Agg0        *ebpf.Map `ebpf:"agg0"`
+	Agg1        *ebpf.Map `ebpf:"agg1"`
+	Agg2        *ebpf.Map `ebpf:"agg2"`
+	Drops       *ebpf.Map `ebpf:"drops"`
+	FdScratch   *ebpf.Map `ebpf:"fd_scratch"`
+	FdTargets   *ebpf.Map `ebpf:"fd_targets"`
+	Kstacks     *ebpf.Map `ebpf:"kstacks"`
+	Latency     *ebpf.Map `ebpf:"latency"`
+	PathArgs    *ebpf.Map `ebpf:"path_args"`
+	PathScratch *ebpf.Map `ebpf:"path_scratch"`
+	TargetTids  *ebpf.Map `ebpf:"target_tids"`
+	Targets     *ebpf.Map `ebpf:"targets"`
+	Threads     *ebpf.Map `ebpf:"threads"`
+	Tstate      *ebpf.Map `ebpf:"tstate"`
+	Ustacks     *ebpf.Map `ebpf:"ustacks"`
 }
 
 func (m *blockprofMaps) Close() error {
@@ -284,6 +366,8 @@ func (m *blockprofMaps) Close() error {
 		m.FdTargets,
 		m.Kstacks,
 		m.Latency,
+		m.PathArgs,
+		m.PathScratch,
 		m.TargetTids,
 		m.Targets,
 		m.Threads,
@@ -297,6 +381,10 @@ func (m *blockprofMaps) Close() error {
 // It can be passed to loadBlockprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockprofVariables struct {
 	ActiveAgg          *ebpf.Variable `ebpf:"active_agg"`
+	AggInflight        *ebpf.Variable `ebpf:"agg_inflight"`
+	CfgAllowNosyscall  *ebpf.Variable `ebpf:"cfg_allow_nosyscall"`
+	CfgArgs            *ebpf.Variable `ebpf:"cfg_args"`
+	CfgFilterSyscalls  *ebpf.Variable `ebpf:"cfg_filter_syscalls"`
 	CfgFilterTids      *ebpf.Variable `ebpf:"cfg_filter_tids"`
 	CfgFollowChildren  *ebpf.Variable `ebpf:"cfg_follow_children"`
 	CfgKernelStacks    *ebpf.Variable `ebpf:"cfg_kernel_stacks"`
@@ -305,9 +393,15 @@ type blockprofVariables struct {
 	CfgPreempted       *ebpf.Variable `ebpf:"cfg_preempted"`
 	CfgReuseKstack     *ebpf.Variable `ebpf:"cfg_reuse_kstack"`
 	CfgSingleTgid      *ebpf.Variable `ebpf:"cfg_single_tgid"`
+	CfgSyscallMask     *ebpf.Variable `ebpf:"cfg_syscall_mask"`
 	CfgUserStacks      *ebpf.Variable `ebpf:"cfg_user_stacks"`
+	CfgWakerStacks     *ebpf.Variable `ebpf:"cfg_waker_stacks"`
+	CfgWakers          *ebpf.Variable `ebpf:"cfg_wakers"`
+	LatZero            *ebpf.Variable `ebpf:"lat_zero"`
 	UnusedDropReason   *ebpf.Variable `ebpf:"unused_drop_reason"`
 	UnusedIntervalKind *ebpf.Variable `ebpf:"unused_interval_kind"`
+	UnusedTargetKind   *ebpf.Variable `ebpf:"unused_target_kind"`
+	UnusedWakerKind    *ebpf.Variable `ebpf:"unused_waker_kind"`
 }
 
 // blockprofPrograms contains all programs after they have been loaded into the kernel.

@@ -32,9 +32,18 @@ type Options struct {
 	// of reusing the last one when the thread blocks again at the same
 	// place (same user stack, syscall, first argument and state).
 	ExactKernelStacks bool
-	// NoRunQueue skips the wakeup hook: all off-CPU time counts as blocked.
-	// It halves the cost every non-target switch pays (one program, not two).
+	// NoRunQueue skips the wakeup hook: all off-CPU time counts as blocked,
+	// and wakers are unknown. It halves the cost every non-target switch
+	// pays (one program, not two).
 	NoRunQueue bool
+	// NoWakers leaves out who woke each interval; WakerStacks adds the
+	// waker's kernel stack (and its user stack when it is a thread of the
+	// same process).
+	NoWakers, WakerStacks bool
+	// Syscalls, if set, records only intervals in these syscall numbers;
+	// NoSyscall then also keeps those in no syscall (faults, preemption).
+	Syscalls  []int
+	NoSyscall bool
 }
 
 // Kind says what an off-CPU interval was.
@@ -65,13 +74,18 @@ type Record struct {
 	// in a syscall (confirm with the kernel stack: exceptions store their
 	// error code there), negative for interrupts.
 	SysNr int32
-	// Fd is the fd argument of an fd syscall (-1 otherwise) and Target what
-	// it was when the thread blocked (nil if not an fd syscall or unknown).
-	Fd                int32
-	Target            *FdTarget
-	Kind              Kind
-	Count             uint64
-	Blocked, RunQueue time.Duration
+	// Fd is the fd argument of an fd syscall (-1 otherwise). Target is what
+	// the syscall waited on when the thread blocked (nil if nothing known);
+	// one pointer per distinct target for the session.
+	Fd     int32
+	Target *Target
+	// Waker is who ended the interval, with its stacks when asked for.
+	Waker                              Waker
+	WakerUserStack, WakerKernelStack   []uint64
+	Kind                               Kind
+	Count                              uint64
+	Blocked, RunQueue                  time.Duration
+	Bytes                              uint64 // asked for by read/write-like calls, summed
 }
 
 // Thread names one thread seen off-CPU.
@@ -87,9 +101,18 @@ type Session struct {
 
 	mu     sync.Mutex
 	active uint32
-	ustack map[int32][]uint64 // stack ids are stable for the run: cache them
-	kstack map[int32][]uint64
-	fds    map[blockprofFdKey]*FdTarget // copied out before LRU eviction
+	// drainRaces counts drains that went ahead with a writer still in
+	// flight (reported as a drop).
+	drainRaces uint64
+	ustack  map[int32][]uint64 // stack ids are stable for the run: cache them
+	kstack  map[int32][]uint64
+	targets map[targetKey]*Target // copied out of LRU maps before eviction
+}
+
+// targetKey is a target's identity in the kernel's keys.
+type targetKey struct {
+	kind blockprofTargetKind
+	a, b uint64
 }
 
 // programPrefix is how every blockprof program is named, so leftovers can be
@@ -123,6 +146,13 @@ func Open(opts Options) (s *Session, err error) {
 	if len(opts.PIDs) == 1 && !opts.FollowChildren && !opts.AwaitExec {
 		single = uint32(opts.PIDs[0])
 	}
+	var mask [8]uint64
+	for _, nr := range opts.Syscalls {
+		if nr < 0 || nr >= 512 {
+			return nil, fmt.Errorf("syscall number %d out of range", nr)
+		}
+		mask[nr/64] |= 1 << (nr % 64)
+	}
 	for name, v := range map[string]any{
 		blockprofVarCfgSingleTgid:     single,
 		blockprofVarCfgFilterTids:     len(opts.TIDs) > 0,
@@ -133,13 +163,18 @@ func Open(opts Options) (s *Session, err error) {
 		blockprofVarCfgReuseKstack:    !opts.ExactKernelStacks,
 		blockprofVarCfgMinBlockNs:     uint64(opts.MinBlock),
 		blockprofVarCfgMaxBlockNs:     uint64(opts.MaxBlock),
+		blockprofVarCfgWakers:         !opts.NoWakers && !opts.NoRunQueue,
+		blockprofVarCfgWakerStacks:    opts.WakerStacks && !opts.NoWakers && !opts.NoRunQueue,
+		blockprofVarCfgFilterSyscalls: len(opts.Syscalls) > 0,
+		blockprofVarCfgAllowNosyscall: opts.NoSyscall,
+		blockprofVarCfgSyscallMask:    mask,
 	} {
 		if err := set(name, v); err != nil {
 			return nil, fmt.Errorf("configure %s: %w", name, err)
 		}
 	}
 
-	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, fds: map[blockprofFdKey]*FdTarget{}}
+	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, targets: map[targetKey]*Target{}}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -205,7 +240,11 @@ func (s *Session) Drain() ([]Record, error) {
 		if err := s.objs.ActiveAgg.Set(s.active); err != nil {
 			return nil, fmt.Errorf("rotate aggregation maps: %w", err)
 		}
-		idle = []*ebpf.Map{maps[(s.active+1)%3]}
+		drained := (s.active + 1) % 3
+		idle = []*ebpf.Map{maps[drained]}
+		if err := s.waitQuiet(drained); err != nil {
+			return nil, err
+		}
 	}
 
 	var recs []Record
@@ -219,13 +258,20 @@ func (s *Session) Drain() ([]Record, error) {
 			r := Record{
 				TGID: k.Tgid, TID: k.Tid,
 				State: k.State, Kind: Kind(k.Kind), SysNr: k.Sysnr, Fd: k.Fd,
-				Target:   s.target(k.Tfile, k.Tino),
+				Target:   s.target(blockprofTargetKind(k.Tkind), k.Ta, k.Tb),
 				Count:    v.Count,
 				Blocked:  time.Duration(v.BlockedNs),
 				RunQueue: time.Duration(v.RunqueueNs),
+				Bytes:    v.Bytes,
+				Waker: Waker{
+					Kind: WakerKind(k.WakerKind), TGID: k.WakerTgid, TID: k.WakerTid,
+					Comm: cString(k.WakerComm[:]), UserStackID: k.WakerUstack, KernelStackID: k.WakerKstack,
+				},
 			}
 			r.UserStack, r.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.Ustack)
 			r.KernelStack, r.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
+			r.WakerUserStack, r.Waker.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.WakerUstack)
+			r.WakerKernelStack, r.Waker.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.WakerKstack)
 			recs = append(recs, r)
 		}
 	}
@@ -244,6 +290,28 @@ func (s *Session) Detach() error {
 	}
 	s.links = nil
 	return errors.Join(errs...)
+}
+
+// waitQuiet waits until no BPF program is still adding into aggregation
+// map idx (one that read the old active index just before the rotation).
+// Adds take well under a microsecond; a vCPU stall can stretch one, so
+// this waits up to a second and then counts the race rather than hang.
+func (s *Session) waitQuiet(idx uint32) error {
+	deadline := time.Now().Add(time.Second)
+	for {
+		var inflight [3]uint64
+		if err := s.objs.AggInflight.Get(&inflight); err != nil {
+			return fmt.Errorf("read in-flight counters: %w", err)
+		}
+		if inflight[idx] == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			s.drainRaces++
+			return nil
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 }
 
 // drainMap reads and deletes every entry of an aggregation map nobody
@@ -307,22 +375,35 @@ func (s *Session) stack(m *ebpf.Map, cache map[int32][]uint64, id int32) ([]uint
 	return st, id
 }
 
-// target returns what (file, ino) was, from the kernel's map or the copy
-// taken at an earlier drain.
-func (s *Session) target(file, ino uint64) *FdTarget {
-	if file == 0 {
+// target returns what a key's (kind, a, b) waited on: fd and path targets
+// from the kernel's LRU maps (or the copy taken at an earlier drain),
+// others decoded from the key itself. nil when nothing is known.
+func (s *Session) target(kind blockprofTargetKind, a, b uint64) *Target {
+	if kind == blockprofTargetKindTK_NONE {
 		return nil
 	}
-	k := blockprofFdKey{File: file, Ino: ino}
-	if t, ok := s.fds[k]; ok {
+	k := targetKey{kind, a, b}
+	if t, ok := s.targets[k]; ok {
 		return t
 	}
-	var d blockprofFdTarget
-	if err := s.objs.FdTargets.Lookup(k, &d); err != nil {
-		return nil
+	var t *Target
+	switch kind {
+	case blockprofTargetKindTK_FD:
+		var d blockprofFdTarget
+		if err := s.objs.FdTargets.Lookup(blockprofFdKey{File: a, Ino: b}, &d); err != nil {
+			return nil
+		}
+		t = newFdTarget(&d)
+	case blockprofTargetKindTK_PATH:
+		var p blockprofPathArg
+		if err := s.objs.PathArgs.Lookup(a, &p); err != nil {
+			return nil
+		}
+		t = &Target{Kind: "path", Path: cString(p.Path[:])}
+	default:
+		t = newArgTarget(kind, a, b)
 	}
-	t := newFdTarget(&d)
-	s.fds[k] = t
+	s.targets[k] = t
 	return t
 }
 
@@ -340,6 +421,9 @@ func (s *Session) Drops() (map[string]uint64, error) {
 		}
 		out[dropName(r)] = sum
 	}
+	s.mu.Lock()
+	out["drain_race"] = s.drainRaces
+	s.mu.Unlock()
 	// The kernel skips a program that would nest on a CPU where a BPF
 	// program already runs, and counts it: an interval lost that way must
 	// show too.
@@ -381,6 +465,10 @@ func dropName(r blockprofDropReason) string {
 		return "latency_histograms_full"
 	case blockprofDropReasonDROP_FD_UNREADABLE:
 		return "fd_target_unreadable"
+	case blockprofDropReasonDROP_ARG_UNREADABLE:
+		return "syscall_arg_unreadable"
+	case blockprofDropReasonDROP_DRAIN_RACE:
+		return "drain_race"
 	}
 	return fmt.Sprintf("reason_%d", r)
 }
@@ -390,10 +478,12 @@ func dropName(r blockprofDropReason) string {
 const LatencyBuckets = len(blockprofLatVal{}.Buckets)
 
 // Latency is the distribution of single off-CPU intervals (blocked plus
-// run-queue) of one process in one syscall (SysNr -1: in none).
+// run-queue) of one process in one syscall (SysNr -1: in none) on one
+// target (nil: none known).
 type Latency struct {
 	TGID    uint32
 	SysNr   int32
+	Target  *Target
 	Buckets [LatencyBuckets]uint64
 	Max     time.Duration
 }
@@ -403,9 +493,12 @@ func (s *Session) Latencies() ([]Latency, error) {
 	var out []Latency
 	var k blockprofLatKey
 	var v blockprofLatVal
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	it := s.objs.Latency.Iterate()
 	for it.Next(&k, &v) {
-		out = append(out, Latency{TGID: k.Tgid, SysNr: k.Sysnr, Buckets: v.Buckets, Max: time.Duration(v.MaxNs)})
+		out = append(out, Latency{TGID: k.Tgid, SysNr: k.Sysnr, Target: s.target(blockprofTargetKind(k.Tkind), k.Ta, k.Tb),
+			Buckets: v.Buckets, Max: time.Duration(v.MaxNs)})
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read latency histograms: %w", err)

@@ -11,6 +11,8 @@
 //	              pselect6: nothing was ready, or the thread would not block
 //	accept        accept/accept4: waiting for the next connection
 //	signal-wait   rt_sigtimedwait/rt_sigsuspend/pause
+//	thread-pool   workers parked on a shared condition variable (see
+//	              ThreadPool: it needs all samples at once)
 //
 // Everything else is blocking. A loop that stalls *between* waits (the
 // harmful case) is blocking by these rules, wherever it blocks.
@@ -50,4 +52,49 @@ func Classify(syscall string, stack []symbolize.Location) string {
 		}
 	}
 	return waitSyscalls[strings.TrimSpace(syscall)]
+}
+
+// CondWait is what the thread-pool rule needs of one sample.
+type CondWait struct {
+	PID, TID        int
+	Syscall, Target string // labels: "futex", "futex 0x7f… wait_bitset"
+}
+
+// ThreadPool applies the thread-pool rule, which needs every sample at
+// once:
+//
+//	thread-pool   an untimed condition-variable wait (futex wait_bitset, as
+//	              glibc's pthread_cond_wait and sem_wait issue it) on a word
+//	              that two or more threads of the process wait on: workers
+//	              parked until a task is queued
+//
+// Mutex waits (futex wait, lock_pi) and timed waits (the CPython GIL's, a
+// deadline-bound consumer) stay blocking: contention is what we are here
+// to show. A single thread waiting on a condition variable is blocking
+// too: it is waiting for a result, not for work.
+func ThreadPool(waits []CondWait) []bool {
+	type word struct {
+		pid    int
+		target string
+	}
+	threads := map[word]map[int]bool{}
+	for _, w := range waits {
+		if !untimedCondWait(w) {
+			continue
+		}
+		k := word{w.PID, w.Target}
+		if threads[k] == nil {
+			threads[k] = map[int]bool{}
+		}
+		threads[k][w.TID] = true
+	}
+	out := make([]bool, len(waits))
+	for i, w := range waits {
+		out[i] = untimedCondWait(w) && len(threads[word{w.PID, w.Target}]) >= 2
+	}
+	return out
+}
+
+func untimedCondWait(w CondWait) bool {
+	return w.Syscall == "futex" && strings.HasPrefix(w.Target, "futex ") && strings.HasSuffix(w.Target, " wait_bitset")
 }

@@ -38,3 +38,26 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+func TestThreadPool(t *testing.T) {
+	cond := "futex 0x1000 wait_bitset"
+	waits := []CondWait{
+		{PID: 1, TID: 11, Syscall: "futex", Target: cond},
+		{PID: 1, TID: 12, Syscall: "futex", Target: cond},
+		{PID: 1, TID: 12, Syscall: "futex", Target: cond}, // same thread, another stack
+		{PID: 1, TID: 13, Syscall: "futex", Target: "futex 0x2000 wait_bitset"}, // alone: waits for a result
+		{PID: 1, TID: 14, Syscall: "futex", Target: "futex 0x3000 wait"},        // mutex
+		{PID: 1, TID: 15, Syscall: "futex", Target: "futex 0x3000 wait"},
+		{PID: 1, TID: 16, Syscall: "futex", Target: "futex 0x4000 wait_bitset, timed"}, // GIL-like
+		{PID: 1, TID: 17, Syscall: "futex", Target: "futex 0x4000 wait_bitset, timed"},
+		{PID: 2, TID: 21, Syscall: "futex", Target: cond}, // same address, other process
+		{PID: 1, TID: 18, Syscall: "read", Target: "fifo /tmp/f"},
+	}
+	want := []bool{true, true, true, false, false, false, false, false, false, false}
+	got := ThreadPool(waits)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("wait %d (%+v): pool=%v, want %v", i, waits[i], got[i], want[i])
+		}
+	}
+}

@@ -9,3 +9,17 @@ func TestName(t *testing.T) {
 		}
 	}
 }
+
+func TestNumber(t *testing.T) {
+	for name, want := range map[string]int{"read": 0, "connect": 42, "futex": 202, "clock_nanosleep": 230, "epoll_pwait2": 441} {
+		if got, ok := Number(name); !ok || got != want {
+			t.Errorf("Number(%q) = %d, %v; want %d", name, got, ok, want)
+		}
+		if got := Name(int64(want)); got != name {
+			t.Errorf("Name(%d) = %q, want %q", want, got, name)
+		}
+	}
+	if _, ok := Number("no_such_call"); ok {
+		t.Error("Number of an unknown name succeeded")
+	}
+}

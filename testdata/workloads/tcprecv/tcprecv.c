@@ -91,7 +91,7 @@ int main(int argc, char **argv)
 	fprintf(f,
 		"{\"pid\":%d,\"blocks\":["
 		"{\"func\":\"client_recv\",\"syscall\":\"recvfrom\",\"tid\":%d,\"count\":%d,\"seconds\":%.6f,"
-		"\"target\":\"inet 127.0.0.1:%d->127.0.0.1:%d\"}"
+		"\"target\":\"tcp 127.0.0.1:%d->127.0.0.1:%d\"}"
 		"],\"cpu\":[]}\n",
 		(int)getpid(), (int)gettid(), n_req, secs, ntohs(local.sin_port), ntohs(a.sin_port));
 	wl_truth_close(f);
