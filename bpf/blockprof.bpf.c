@@ -135,6 +135,18 @@ struct {
 	__uint(value_size, KERNEL_STACK_DEPTH * sizeof(u64));
 } kstacks SEC(".maps");
 
+/* Wakers' kernel stacks, shallow on purpose: what matters is the wakeup
+ * path (futex_wake <- do_futex, hrtimer_wakeup <- hrtimer_interrupt); below
+ * an interrupt lies whatever it interrupted, which would only multiply
+ * distinct stacks. */
+#define WAKER_STACK_DEPTH 16
+struct {
+	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
+	__uint(max_entries, 8192);
+	__uint(key_size, sizeof(u32));
+	__uint(value_size, WAKER_STACK_DEPTH * sizeof(u64));
+} wkstacks SEC(".maps");
+
 /* (thread, stacks, state, kind, syscall) -> sums. Rotated, see top. 65536
  * distinct buckets per drain interval is far beyond a real process. */
 struct agg_map {
@@ -860,7 +872,7 @@ int BPF_PROG(bprof_wakeup, struct task_struct *p)
 						    DROP_USTACK_COLLISION, DROP_USTACK_ERROR);
 	}
 	if (cfg_waker_stacks)
-		st->waker_kstack = stack_id(ctx, &kstacks, 0, DROP_KSTACK_COLLISION,
+		st->waker_kstack = stack_id(ctx, &wkstacks, 0, DROP_KSTACK_COLLISION,
 					    DROP_KSTACK_ERROR);
 	return 0;
 }

@@ -152,7 +152,7 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 	}
 	if len(rows) > 0 {
 		add("by syscall and target (single intervals; idle left out):")
-		add("  %-14s %-36s %6s %8s %7s %7s %7s", "syscall", "target", "count", "total", "p50≤", "p99≤", "max")
+		add("  %-15s %-35s %6s %8s %7s %7s %7s", "syscall", "target", "count", "total", "p50≤", "p99≤", "max")
 		for i, l := range rows {
 			if i == maxSyscalls {
 				add("  … and %d more", len(rows)-maxSyscalls)
@@ -162,7 +162,7 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 			if target == "" {
 				target = "-"
 			}
-			add("  %-14s %-36s %6s %8s %7s %7s %7s", clip(l.Syscall, 14), clipLeft(target, 36), thousands(l.Count),
+			add("  %-15s %-35s %6s %8s %7s %7s %7s", clip(l.Syscall, 15), clipLeft(target, 35), thousands(l.Count),
 				fmtDur(l.Total), fmtDur(l.P50), fmtDur(l.P99), fmtDur(l.Max))
 		}
 	}

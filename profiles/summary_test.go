@@ -202,8 +202,8 @@ func TestSummaryLatency(t *testing.T) {
 	f.p.Latency[2].Idle = true
 	lines := checkScreen(t, summary(f.p, SummaryOptions{}))
 	containsLine(t, lines, "by syscall and target (single intervals; idle left out):")
-	containsLine(t, lines, "  sys0           -                                         3    1.00s   1.0ms   8.0ms   9.0ms")
-	containsLine(t, lines, "  sys1           …her-long-directory-name/app/wal.log      3    1.00s   1.0ms   8.0ms   9.0ms")
+	containsLine(t, lines, "  sys0            -                                        3    1.00s   1.0ms   8.0ms   9.0ms")
+	containsLine(t, lines, "  sys1            …er-long-directory-name/app/wal.log      3    1.00s   1.0ms   8.0ms   9.0ms")
 	containsLine(t, lines, "  … and 2 more")
 	for _, l := range lines {
 		if strings.HasPrefix(l, "  sys2 ") {

@@ -369,7 +369,7 @@ func (r *recorder) wakerStack(s *profiles.Sample, rec *attach.Record) {
 			w.Stack = proc.Locations(callSites(rec.WakerUserStack))
 		}
 	}
-	if user := profiles.TellingFrames(w, 4); len(user) > 0 {
+	if user := profiles.TellingFrames(w, 4); len(w.Stack) > 0 && len(user) > 0 {
 		s.Labels["waker_stack"] = strings.Join(user, " ← ")
 	}
 	if len(rec.WakerKernelStack) > 0 {

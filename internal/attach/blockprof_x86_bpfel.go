@@ -194,6 +194,7 @@ const (
 	blockprofMapThreads            = "threads"
 	blockprofMapTstate             = "tstate"
 	blockprofMapUstacks            = "ustacks"
+	blockprofMapWkstacks           = "wkstacks"
 	blockprofProgBprofExec         = "bprof_exec"
 	blockprofProgBprofFork         = "bprof_fork"
 	blockprofProgBprofSwitch       = "bprof_switch"
@@ -289,6 +290,7 @@ type blockprofMapSpecs struct {
 	Threads     *ebpf.MapSpec `ebpf:"threads"`
 	Tstate      *ebpf.MapSpec `ebpf:"tstate"`
 	Ustacks     *ebpf.MapSpec `ebpf:"ustacks"`
+	Wkstacks    *ebpf.MapSpec `ebpf:"wkstacks"`
 }
 
 // blockprofVariableSpecs contains global variables before they are loaded into the kernel.
@@ -354,6 +356,7 @@ type blockprofMaps struct {
 	Threads     *ebpf.Map `ebpf:"threads"`
 	Tstate      *ebpf.Map `ebpf:"tstate"`
 	Ustacks     *ebpf.Map `ebpf:"ustacks"`
+	Wkstacks    *ebpf.Map `ebpf:"wkstacks"`
 }
 
 func (m *blockprofMaps) Close() error {
@@ -373,6 +376,7 @@ func (m *blockprofMaps) Close() error {
 		m.Threads,
 		m.Tstate,
 		m.Ustacks,
+		m.Wkstacks,
 	)
 }
 

@@ -106,6 +106,7 @@ type Session struct {
 	drainRaces uint64
 	ustack  map[int32][]uint64 // stack ids are stable for the run: cache them
 	kstack  map[int32][]uint64
+	wkstack map[int32][]uint64
 	targets map[targetKey]*Target // copied out of LRU maps before eviction
 }
 
@@ -174,7 +175,7 @@ func Open(opts Options) (s *Session, err error) {
 		}
 	}
 
-	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, targets: map[targetKey]*Target{}}
+	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, wkstack: map[int32][]uint64{}, targets: map[targetKey]*Target{}}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -271,7 +272,7 @@ func (s *Session) Drain() ([]Record, error) {
 			r.UserStack, r.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.Ustack)
 			r.KernelStack, r.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
 			r.WakerUserStack, r.Waker.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.WakerUstack)
-			r.WakerKernelStack, r.Waker.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.WakerKstack)
+			r.WakerKernelStack, r.Waker.KernelStackID = s.stack(s.objs.Wkstacks, s.wkstack, k.WakerKstack)
 			recs = append(recs, r)
 		}
 	}

@@ -26,8 +26,12 @@ type Block struct {
 	Count   int     `json:"count"`
 	Seconds float64 `json:"seconds"`
 	// Target is what the call blocked on, as blockprof labels it, when the
-	// workload knows (e.g. "inet 127.0.0.1:5000->127.0.0.1:6000").
+	// workload knows (e.g. "tcp 127.0.0.1:5000->127.0.0.1:6000").
 	Target string `json:"target,omitempty"`
+	// WakerTID is the thread whose action ended each wait, when known.
+	WakerTID int `json:"waker_tid,omitempty"`
+	// Kind is "idle" for waits for work; blocking otherwise.
+	Kind string `json:"kind,omitempty"`
 }
 
 // CPU is one thread's on-CPU time and the wall time it ran for; Wall -
