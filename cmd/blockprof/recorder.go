@@ -267,9 +267,9 @@ func threadNames(threads map[uint32]attach.Thread, tgid, tid uint32) (thread, co
 func latencyTable(hists []attach.Latency, samples []profiles.Sample) []profiles.Latency {
 	type rowKey struct{ syscall, target string }
 	type exactRow struct {
-		count      int64
-		total      time.Duration
-		nonIdle    bool
+		count   int64
+		total   time.Duration
+		nonIdle bool
 	}
 	exact := map[rowKey]*exactRow{}
 	for _, s := range samples {

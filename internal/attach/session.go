@@ -80,12 +80,12 @@ type Record struct {
 	Fd     int32
 	Target *Target
 	// Waker is who ended the interval, with its stacks when asked for.
-	Waker                              Waker
-	WakerUserStack, WakerKernelStack   []uint64
-	Kind                               Kind
-	Count                              uint64
-	Blocked, RunQueue                  time.Duration
-	Bytes                              uint64 // asked for by read/write-like calls, summed
+	Waker                            Waker
+	WakerUserStack, WakerKernelStack []uint64
+	Kind                             Kind
+	Count                            uint64
+	Blocked, RunQueue                time.Duration
+	Bytes                            uint64 // asked for by read/write-like calls, summed
 }
 
 // Thread names one thread seen off-CPU.
@@ -104,10 +104,10 @@ type Session struct {
 	// drainRaces counts drains that went ahead with a writer still in
 	// flight (reported as a drop).
 	drainRaces uint64
-	ustack  map[int32][]uint64 // stack ids are stable for the run: cache them
-	kstack  map[int32][]uint64
-	wkstack map[int32][]uint64
-	targets map[targetKey]*Target // copied out of LRU maps before eviction
+	ustack     map[int32][]uint64 // stack ids are stable for the run: cache them
+	kstack     map[int32][]uint64
+	wkstack    map[int32][]uint64
+	targets    map[targetKey]*Target // copied out of LRU maps before eviction
 }
 
 // targetKey is a target's identity in the kernel's keys.

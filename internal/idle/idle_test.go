@@ -44,7 +44,7 @@ func TestThreadPool(t *testing.T) {
 	waits := []CondWait{
 		{PID: 1, TID: 11, Syscall: "futex", Target: cond},
 		{PID: 1, TID: 12, Syscall: "futex", Target: cond},
-		{PID: 1, TID: 12, Syscall: "futex", Target: cond}, // same thread, another stack
+		{PID: 1, TID: 12, Syscall: "futex", Target: cond},                       // same thread, another stack
 		{PID: 1, TID: 13, Syscall: "futex", Target: "futex 0x2000 wait_bitset"}, // alone: waits for a result
 		{PID: 1, TID: 14, Syscall: "futex", Target: "futex 0x3000 wait"},        // mutex
 		{PID: 1, TID: 15, Syscall: "futex", Target: "futex 0x3000 wait"},
