@@ -334,20 +334,15 @@ static __always_inline void agg_leave(u32 idx)
 		__sync_fetch_and_add(&agg_inflight[idx], -1);
 }
 
-/* Close next's interval, if it has one, and add it to the active map. */
-static __always_inline void switch_in(struct task_struct *next)
+/* Close thread t's open interval at now (it is running again) and add it
+ * to the active map. */
+static __always_inline void close_interval(struct task_struct *t, struct task_state *st, u64 now)
 {
-	if (!tgid_is_target(next))
-		return;
-	struct task_state *st = bpf_task_storage_get(&tstate, next, 0, 0);
-	if (!st || !st->ts_out)
-		return;
-
-	u64 now = bpf_ktime_get_ns();
 	u64 out = st->ts_out, wake = st->ts_wake;
 	st->ts_out = 0;
 	if (now <= out)
 		return;
+	bool woken = wake && wake >= out && wake <= now;
 	if (st->kind == KIND_PREEMPTED_SLEEPING) {
 		/* Preempted on its way to sleep: runnable all along, but waiting
 		 * in its syscall from the moment it was woken (if it was). */
@@ -369,8 +364,8 @@ static __always_inline void switch_in(struct task_struct *next)
 
 	struct agg_key key;
 	__builtin_memset(&key, 0, sizeof(key));
-	key.tgid = next->tgid;
-	key.tid = next->pid;
+	key.tgid = t->tgid;
+	key.tid = t->pid;
 	key.ustack = st->ustack;
 	key.kstack = st->kstack;
 	key.state = st->state;
@@ -382,7 +377,7 @@ static __always_inline void switch_in(struct task_struct *next)
 	key.tb = st->tb;
 	key.waker_ustack = -1;
 	key.waker_kstack = -1;
-	if (cfg_wakers && wake != now) {
+	if (cfg_wakers && woken) {
 		key.waker_kind = st->waker_kind;
 		key.waker_tgid = st->waker_tgid;
 		key.waker_tid = st->waker_tid;
@@ -417,6 +412,17 @@ static __always_inline void switch_in(struct task_struct *next)
 	agg_leave(active);
 	if (key.kind == KIND_BLOCKED)
 		record_latency(&key, blocked + runq);
+}
+
+/* next is about to run: close its interval, if it has one. */
+static __always_inline void switch_in(struct task_struct *next)
+{
+	if (!tgid_is_target(next))
+		return;
+	struct task_state *st = bpf_task_storage_get(&tstate, next, 0, 0);
+	if (!st || !st->ts_out)
+		return;
+	close_interval(next, st, bpf_ktime_get_ns());
 }
 
 static __always_inline void name_thread(struct task_struct *t, struct task_state *st)
@@ -798,6 +804,18 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 		st->last_kstack = -1;
 	}
 
+	if (st->ts_out) {
+		/* The last interval was never closed: the thread is running
+		 * again, but no switch-in of it was seen (rare; see README,
+		 * Limitations). If it was woken, its blocked time is known
+		 * exactly and kept; only its run-queue time is lost. */
+		if (st->ts_wake > st->ts_out) {
+			close_interval(prev, st, st->ts_wake);
+			drop(DROP_SWITCHIN_MISSED, 1);
+		} else {
+			drop(DROP_UNCLOSED, 1);
+		}
+	}
 	st->kind = kind;
 	st->state = prev_state;
 	st->sysnr = nr;
@@ -823,20 +841,30 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 	return 0;
 }
 
-/* Who is waking: the current task, or an interrupt running on top of it.
- * The preempt count would say, but its per-CPU symbol is not in kallsyms
- * here; the stack tells as well: BPF programs run on the kernel stack of
- * the context that called them, and interrupts (and softirqs run on their
- * way out) use the CPU's interrupt stack, not the task's. */
+/* Who is waking: the current task, or an interrupt running on top of it
+ * (then "current" is just whoever was interrupted). The preempt count would
+ * say, but it is a per-CPU variable, and without CONFIG_KALLSYMS_ALL the
+ * kernel cannot link a BPF reference to it. The stacks tell instead:
+ *  - BPF programs run on the stack of the context that called them, and on
+ *    x86-64 interrupts and softirqs that arrive in kernel mode run on the
+ *    CPU's interrupt stack, not the task's;
+ *  - an interrupt that arrives in user mode runs on the task stack, but
+ *    then the task's saved user registers are an interrupt frame
+ *    (orig_ax = -1 or ~vector), not a syscall's (orig_ax = its number). */
 static __always_inline u32 waker_context(struct task_struct *cur)
 {
 	u64 sp;
 	asm volatile("%0 = r10" : "=r"(sp));
 	u64 lo = (u64)BPF_CORE_READ(cur, stack);
 	/* 32 KiB: the largest THREAD_SIZE x86-64 builds with (KASAN). */
-	if (sp >= lo && sp < lo + 32768)
-		return WAKER_TASK;
-	return WAKER_IRQ;
+	if (sp < lo || sp >= lo + 32768)
+		return WAKER_IRQ;
+	if (cur->flags & PF_KTHREAD)
+		return WAKER_TASK; /* kworker, ksoftirqd...: no user frame */
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(cur);
+	if ((s64)BPF_CORE_READ(regs, orig_ax) < 0)
+		return WAKER_IRQ;
+	return WAKER_TASK;
 }
 
 /* sched_waking runs in the waker's context (sched_wakeup may run later, on

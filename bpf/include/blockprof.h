@@ -36,6 +36,8 @@ enum drop_reason {
 	DROP_FD_UNREADABLE,        /* an fd's file could not be read (target unknown) */
 	DROP_ARG_UNREADABLE,       /* a syscall argument in user memory could not be read */
 	DROP_DRAIN_RACE,           /* (user space) a drained map still had a writer */
+	DROP_UNCLOSED,             /* an interval never closed: its switch-in was not seen */
+	DROP_SWITCHIN_MISSED,      /* ... but it was woken: blocked time kept, run-queue time lost */
 	DROP_MAX,
 };
 
@@ -64,8 +66,9 @@ enum target_kind {
 enum waker_kind {
 	WAKER_NONE = 0, /* not seen (woken before attach, or preempted) */
 	WAKER_TASK = 1,
-	/* An interrupt: a timer, a device, or softirq work such as network
-	 * receive done on the interrupt stack. */
+	/* Interrupt context: a timer or device interrupt, or softirq work
+	 * (network receive...). "current" is then just whoever was
+	 * interrupted, so it is not named. */
 	WAKER_IRQ = 2,
 };
 

@@ -90,6 +90,11 @@ func startRecord(t *testing.T, args ...string) *recording {
 	}
 }
 
+// tolerated are the losses a test lets through (it still checks times): a
+// switch-in the kernel never showed us, rare and known (README,
+// Limitations); everything else must be zero.
+var tolerated = map[string]bool{"interval_unclosed": true, "switch_in_missed": true}
+
 // wait waits for blockprof to exit 0 and parses its profile.
 func (r *recording) wait(t *testing.T) *profile.Profile {
 	t.Helper()
@@ -106,8 +111,17 @@ func (r *recording) wait(t *testing.T) *profile.Profile {
 	t.Logf("blockprof first screen:\n%s", r.stdout.String())
 	p := readProfile(t, r.out)
 	for _, c := range p.Comments {
-		if strings.HasPrefix(c, "dropped") {
-			t.Errorf("the kernel lost data: %s", c)
+		if !strings.HasPrefix(c, "dropped") {
+			continue
+		}
+		_, reasons, _ := strings.Cut(c, ": ")
+		for _, r := range strings.Fields(reasons) {
+			name, _, _ := strings.Cut(r, "=")
+			if tolerated[name] {
+				t.Logf("tolerated loss (README, Limitations): %s", r)
+				continue
+			}
+			t.Errorf("the kernel lost data: %s", r)
 		}
 	}
 	return p

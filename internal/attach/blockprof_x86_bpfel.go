@@ -59,7 +59,9 @@ const (
 	blockprofDropReasonDROP_FD_UNREADABLE    blockprofDropReason = 11
 	blockprofDropReasonDROP_ARG_UNREADABLE   blockprofDropReason = 12
 	blockprofDropReasonDROP_DRAIN_RACE       blockprofDropReason = 13
-	blockprofDropReasonDROP_MAX              blockprofDropReason = 14
+	blockprofDropReasonDROP_UNCLOSED         blockprofDropReason = 14
+	blockprofDropReasonDROP_SWITCHIN_MISSED  blockprofDropReason = 15
+	blockprofDropReasonDROP_MAX              blockprofDropReason = 16
 )
 
 type blockprofFdKey struct {

@@ -470,6 +470,10 @@ func dropName(r blockprofDropReason) string {
 		return "syscall_arg_unreadable"
 	case blockprofDropReasonDROP_DRAIN_RACE:
 		return "drain_race"
+	case blockprofDropReasonDROP_UNCLOSED:
+		return "interval_unclosed"
+	case blockprofDropReasonDROP_SWITCHIN_MISSED:
+		return "switch_in_missed"
 	}
 	return fmt.Sprintf("reason_%d", r)
 }

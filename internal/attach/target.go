@@ -281,8 +281,9 @@ type Waker struct {
 	UserStackID, KernelStackID int32
 }
 
-// String is the label value: "comm pid/tid", "[interrupt]", or "" when
-// the wakeup was not seen.
+// String is the label value: "comm pid/tid" (the waking thread's name),
+// "[interrupt]" (a timer, a device, softirq work such as network
+// receive: --waker-stacks tells which), or "" when the wakeup was not seen.
 func (w Waker) String() string {
 	switch w.Kind {
 	case WakerTask:
