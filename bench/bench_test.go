@@ -335,7 +335,13 @@ func BenchmarkBPFEventCost(b *testing.B) {
 		name  string
 		start func(*testing.B, int) *profiler
 	}
-	tools := []tool{{"blockprof", startBlockprof}}
+	tools := []tool{
+		{"blockprof", startBlockprof},
+		// What resolving targets and wakers adds: the same without them.
+		{"blockprof_bare", func(b *testing.B, pid int) *profiler {
+			return startBlockprofWith(b, pid, "--no-targets", "--no-wakers")
+		}},
+	}
 	if _, err := os.Stat(offcputimePath); err == nil {
 		tools = append(tools, tool{"offcputime", startOffcputime})
 	}

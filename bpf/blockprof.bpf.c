@@ -44,7 +44,7 @@ volatile const u64 cfg_min_block_ns = 0;
 volatile const u64 cfg_max_block_ns = 0; /* 0: no maximum */
 volatile const bool cfg_wakers = 1;       /* record who woke each interval */
 volatile const bool cfg_waker_stacks = 0; /* ... and the waker's stacks */
-volatile const bool cfg_args = 1;         /* resolve targets from syscall arguments */
+volatile const bool cfg_targets = 1;      /* resolve what syscalls wait on (fds, arguments) */
 /* --syscalls: only these syscall numbers (bit per number), and "none". */
 volatile const bool cfg_filter_syscalls = 0;
 volatile const bool cfg_allow_nosyscall = 0;
@@ -662,8 +662,6 @@ static __always_inline void resolve_target(struct task_struct *t, struct pt_regs
 		}
 		return;
 	}
-	if (!cfg_args)
-		return;
 	int pi = path_arg_index(nr);
 	if (pi) {
 		u64 uaddr = pi == 1 ? a0 : pi == 2 ? a1 : a2;
@@ -825,7 +823,7 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 	st->tb = 0;
 	st->bytes = 0;
 	st->waker_kind = WAKER_NONE;
-	if (nr >= 0)
+	if (cfg_targets && nr >= 0)
 		resolve_target(prev, regs, nr, st);
 	st->ts_wake = 0;
 	if (!cfg_user_stacks)

@@ -34,6 +34,7 @@ type recordConfig struct {
 	syscallNrs   []int          // ... as numbers
 	noSyscall    bool           // "none" was among them
 	target       *regexp.Regexp // --target: keep intervals whose target matches
+	noTargets    bool
 	noWakers     bool
 	wakerStacks  bool
 	targetFrames bool
@@ -78,6 +79,7 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	fs.BoolVar(&c.idle, "idle", false, "keep idle waits (event-loop waits, accept, parked Go threads) in the profile, labelled kind=idle")
 	fs.StringSliceVar(&c.syscalls, "syscalls", nil, "only intervals blocked in these syscalls, e.g. read,connect,fsync (\"none\": in no syscall)")
 	target := fs.String("target", "", "only intervals whose target (file, socket, futex, ...) matches this regular expression")
+	fs.BoolVar(&c.noTargets, "no-targets", false, "don't resolve what syscalls waited on (files, sockets, futexes, timeouts): cheaper")
 	fs.BoolVar(&c.noWakers, "no-wakers", false, "don't record who woke each blocked interval")
 	fs.BoolVar(&c.wakerStacks, "waker-stacks", false, "also record the waker's stack (kernel; user too when it is a thread of the target)")
 	fs.BoolVar(&c.targetFrames, "target-frames", true, "add a leaf frame naming what was waited on, e.g. [read tcp 127.0.0.1:6379]")
@@ -148,6 +150,9 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	}
 	if len(c.syscalls) > 0 && len(c.syscallNrs) == 0 && !c.noSyscall {
 		return nil, errors.New("--syscalls names no syscall")
+	}
+	if *target != "" && c.noTargets {
+		return nil, errors.New("--target needs targets (drop --no-targets)")
 	}
 	if *target != "" {
 		re, err := regexp.Compile(*target)

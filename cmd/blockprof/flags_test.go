@@ -39,6 +39,20 @@ func TestParseRecordFlags(t *testing.T) {
 	if c.output != "blockprof-cmd-server-20261126-101500.pb.gz" {
 		t.Errorf("default output %q", c.output)
 	}
+	if !c.targetFrames || c.noWakers || c.wakerStacks || c.noTargets {
+		t.Errorf("targets, wakers and target frames should be on by default, waker stacks off: %+v", c)
+	}
+
+	c, err = parseRecordFlags([]string{"-p", "1", "--syscalls", "read,connect,none", "--target", `^tcp .*:6379$`}, now, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.syscallNrs) != 2 || c.syscallNrs[0] != 0 || c.syscallNrs[1] != 42 || !c.noSyscall {
+		t.Errorf("--syscalls parsed to %v (none: %v)", c.syscallNrs, c.noSyscall)
+	}
+	if !c.target.MatchString("tcp 10.0.0.1:5000->10.0.0.7:6379") || c.target.MatchString("file /x") {
+		t.Errorf("--target parsed to %v", c.target)
+	}
 }
 
 func TestParseRecordFlagsErrors(t *testing.T) {
@@ -56,6 +70,10 @@ func TestParseRecordFlagsErrors(t *testing.T) {
 		{[]string{"-p", "1", "extra"}, "unexpected argument"},
 		{[]string{"--"}, "no command after --"},
 		{[]string{"-p", "1", "-d", "-1s"}, "negative"},
+		{[]string{"-p", "1", "--syscalls", "read,frobnicate"}, `unknown syscall "frobnicate"`},
+		{[]string{"-p", "1", "--target", "("}, "bad --target pattern"},
+		{[]string{"-p", "1", "--target", "tcp", "--no-targets"}, "--target needs targets"},
+		{[]string{"-p", "1", "--waker-stacks", "--no-wakers"}, "--waker-stacks needs wakers"},
 	} {
 		_, err := parseRecordFlags(tc.args, time.Now(), io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -91,6 +91,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		NoKernelStacks:    !cfg.kernelStacks(),
 		ExactKernelStacks: cfg.exactK,
 		NoRunQueue:        cfg.noRunQ,
+		NoTargets:         cfg.noTargets,
 		NoWakers:          cfg.noWakers,
 		WakerStacks:       cfg.wakerStacks,
 		Syscalls:          cfg.syscallNrs,

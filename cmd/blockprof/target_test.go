@@ -102,6 +102,10 @@ func TestRecordBlockedOnWhat(t *testing.T) {
 		if v := s.NumLabel["sleep"]; len(v) != 1 || v[0] != 30e6 || s.NumUnit["sleep"][0] != "nanoseconds" {
 			t.Errorf("sleep numeric label %v %v, want 30000000 nanoseconds", v, s.NumUnit["sleep"])
 		}
+		// Timers wake sleepers from interrupt context, not a thread.
+		if w := label(s, "waker"); w != "[interrupt]" {
+			t.Errorf("sleeper woken by %q, want [interrupt]", w)
+		}
 		if leaf := stackNames(s)[0]; !strings.HasPrefix(leaf, "[clock_nanosleep sleep 30ms]") {
 			t.Errorf("leaf frame %q, want [clock_nanosleep sleep 30ms]", leaf)
 		}
@@ -114,4 +118,27 @@ func TestRecordBlockedOnWhat(t *testing.T) {
 	if !regexp.MustCompile(`(?m)^  connect +.*` + regexp.QuoteMeta(end) + ` +1 `).MatchString(screen) {
 		t.Errorf("no connect row for %q in the first screen", connector.Target)
 	}
+}
+
+// --syscalls keeps only the named syscalls (filtered in the kernel, before
+// any stack is walked) and --target only the matching targets.
+func TestRecordSyscallAndTargetFilters(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/cwait/cwait.c"), "-O2", "-pthread")
+	truth, p, _ := profileWorkload(t, bin, nil, "-q", "--syscalls", "read,openat", "--target", "^fifo ")
+	var want float64
+	var tid int64
+	for _, b := range truth.Blocks {
+		if b.Func == "reuser" {
+			want += b.Seconds
+			tid = int64(b.TID)
+		}
+	}
+	for _, s := range p.Sample {
+		if label(s, "syscall") != "read" || !strings.HasPrefix(label(s, "target"), "fifo ") {
+			t.Errorf("sample outside the filters: syscall=%q target=%q", label(s, "syscall"), label(s, "target"))
+		}
+	}
+	got := timeWhere(t, p, tid, func(*profile.Sample) bool { return true })
+	testutil.Near(t, got, want, 0.05, "reuser's FIFO reads")
 }

@@ -204,7 +204,6 @@ const (
 	blockprofVarActiveAgg          = "active_agg"
 	blockprofVarAggInflight        = "agg_inflight"
 	blockprofVarCfgAllowNosyscall  = "cfg_allow_nosyscall"
-	blockprofVarCfgArgs            = "cfg_args"
 	blockprofVarCfgFilterSyscalls  = "cfg_filter_syscalls"
 	blockprofVarCfgFilterTids      = "cfg_filter_tids"
 	blockprofVarCfgFollowChildren  = "cfg_follow_children"
@@ -215,6 +214,7 @@ const (
 	blockprofVarCfgReuseKstack     = "cfg_reuse_kstack"
 	blockprofVarCfgSingleTgid      = "cfg_single_tgid"
 	blockprofVarCfgSyscallMask     = "cfg_syscall_mask"
+	blockprofVarCfgTargets         = "cfg_targets"
 	blockprofVarCfgUserStacks      = "cfg_user_stacks"
 	blockprofVarCfgWakerStacks     = "cfg_waker_stacks"
 	blockprofVarCfgWakers          = "cfg_wakers"
@@ -302,7 +302,6 @@ type blockprofVariableSpecs struct {
 	ActiveAgg          *ebpf.VariableSpec `ebpf:"active_agg"`
 	AggInflight        *ebpf.VariableSpec `ebpf:"agg_inflight"`
 	CfgAllowNosyscall  *ebpf.VariableSpec `ebpf:"cfg_allow_nosyscall"`
-	CfgArgs            *ebpf.VariableSpec `ebpf:"cfg_args"`
 	CfgFilterSyscalls  *ebpf.VariableSpec `ebpf:"cfg_filter_syscalls"`
 	CfgFilterTids      *ebpf.VariableSpec `ebpf:"cfg_filter_tids"`
 	CfgFollowChildren  *ebpf.VariableSpec `ebpf:"cfg_follow_children"`
@@ -313,6 +312,7 @@ type blockprofVariableSpecs struct {
 	CfgReuseKstack     *ebpf.VariableSpec `ebpf:"cfg_reuse_kstack"`
 	CfgSingleTgid      *ebpf.VariableSpec `ebpf:"cfg_single_tgid"`
 	CfgSyscallMask     *ebpf.VariableSpec `ebpf:"cfg_syscall_mask"`
+	CfgTargets         *ebpf.VariableSpec `ebpf:"cfg_targets"`
 	CfgUserStacks      *ebpf.VariableSpec `ebpf:"cfg_user_stacks"`
 	CfgWakerStacks     *ebpf.VariableSpec `ebpf:"cfg_waker_stacks"`
 	CfgWakers          *ebpf.VariableSpec `ebpf:"cfg_wakers"`
@@ -389,7 +389,6 @@ type blockprofVariables struct {
 	ActiveAgg          *ebpf.Variable `ebpf:"active_agg"`
 	AggInflight        *ebpf.Variable `ebpf:"agg_inflight"`
 	CfgAllowNosyscall  *ebpf.Variable `ebpf:"cfg_allow_nosyscall"`
-	CfgArgs            *ebpf.Variable `ebpf:"cfg_args"`
 	CfgFilterSyscalls  *ebpf.Variable `ebpf:"cfg_filter_syscalls"`
 	CfgFilterTids      *ebpf.Variable `ebpf:"cfg_filter_tids"`
 	CfgFollowChildren  *ebpf.Variable `ebpf:"cfg_follow_children"`
@@ -400,6 +399,7 @@ type blockprofVariables struct {
 	CfgReuseKstack     *ebpf.Variable `ebpf:"cfg_reuse_kstack"`
 	CfgSingleTgid      *ebpf.Variable `ebpf:"cfg_single_tgid"`
 	CfgSyscallMask     *ebpf.Variable `ebpf:"cfg_syscall_mask"`
+	CfgTargets         *ebpf.Variable `ebpf:"cfg_targets"`
 	CfgUserStacks      *ebpf.Variable `ebpf:"cfg_user_stacks"`
 	CfgWakerStacks     *ebpf.Variable `ebpf:"cfg_waker_stacks"`
 	CfgWakers          *ebpf.Variable `ebpf:"cfg_wakers"`

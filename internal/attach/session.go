@@ -36,6 +36,9 @@ type Options struct {
 	// and wakers are unknown. It halves the cost every non-target switch
 	// pays (one program, not two).
 	NoRunQueue bool
+	// NoTargets leaves out what syscalls waited on (fd targets, paths,
+	// futex words, timeouts): cheaper switch-outs.
+	NoTargets bool
 	// NoWakers leaves out who woke each interval; WakerStacks adds the
 	// waker's kernel stack (and its user stack when it is a thread of the
 	// same process).
@@ -164,6 +167,7 @@ func Open(opts Options) (s *Session, err error) {
 		blockprofVarCfgReuseKstack:    !opts.ExactKernelStacks,
 		blockprofVarCfgMinBlockNs:     uint64(opts.MinBlock),
 		blockprofVarCfgMaxBlockNs:     uint64(opts.MaxBlock),
+		blockprofVarCfgTargets:        !opts.NoTargets,
 		blockprofVarCfgWakers:         !opts.NoWakers && !opts.NoRunQueue,
 		blockprofVarCfgWakerStacks:    opts.WakerStacks && !opts.NoWakers && !opts.NoRunQueue,
 		blockprofVarCfgFilterSyscalls: len(opts.Syscalls) > 0,
