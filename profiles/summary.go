@@ -129,7 +129,7 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 			add("stacks by blocked time:")
 		}
 		add("%7s %6s %5s %-2s %s", "blocked", "%", "count", "st",
-			"where (innermost first)  [syscall → kernel function]")
+			"where (innermost first)  [syscall target, or → kernel function]")
 		for _, g := range groups {
 			pct := 0.0
 			if blocked > 0 {
@@ -494,8 +494,24 @@ func dropLine(drops map[string]uint64) string {
 	for i, r := range reasons {
 		parts[i] = fmt.Sprintf("%s %s", r, thousands(int64(drops[r])))
 	}
-	return fmt.Sprintf("drops: %s (%s) — totals above are low",
-		thousands(int64(total)), strings.Join(parts, ", "))
+	verdict := "some detail missing, totals exact"
+	for _, r := range reasons {
+		if !detailOnly[r] {
+			verdict = "totals above are low"
+		}
+	}
+	return fmt.Sprintf("drops: %s (%s) — %s",
+		thousands(int64(total)), strings.Join(parts, ", "), verdict)
+}
+
+// detailOnly are losses that leave every interval's time counted: a stack,
+// a name, a target or a histogram bucket is missing, not the interval.
+var detailOnly = map[string]bool{
+	"user_stack_collision": true, "user_stack_error": true,
+	"kernel_stack_collision": true, "kernel_stack_error": true,
+	"thread_names_full": true, "latency_histograms_full": true,
+	"fd_target_unreadable": true, "syscall_arg_unreadable": true,
+	"user_symbols_process_gone": true,
 }
 
 // fmtDur keeps three significant digits so columns stay narrow.

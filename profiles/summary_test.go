@@ -211,3 +211,22 @@ func TestSummaryLatency(t *testing.T) {
 		}
 	}
 }
+
+// Losses of detail (a stack, a target) keep totals exact; losses of
+// intervals do not, and the drop line says which.
+func TestDropLineVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		drops map[string]uint64
+		want  string
+	}{
+		{map[string]uint64{}, "no drops"},
+		{map[string]uint64{"syscall_arg_unreadable": 1, "user_stack_collision": 2},
+			"drops: 3 (user_stack_collision 2, syscall_arg_unreadable 1) — some detail missing, totals exact"},
+		{map[string]uint64{"syscall_arg_unreadable": 1, "aggregation_full": 1},
+			"drops: 2 (aggregation_full 1, syscall_arg_unreadable 1) — totals above are low"},
+	} {
+		if got := dropLine(tc.drops); got != tc.want {
+			t.Errorf("dropLine(%v) = %q, want %q", tc.drops, got, tc.want)
+		}
+	}
+}
