@@ -1,0 +1,160 @@
+package python
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Interpreters is where tests look for CPython builds: Debian's own, and
+// pyenv builds when present (each missing one is skipped).
+func interpreters() []string {
+	out := []string{"/usr/bin/python3.11"}
+	home, _ := os.UserHomeDir()
+	for _, v := range []string{"3.11.7", "3.12.1", "3.13.0"} {
+		out = append(out, filepath.Join(home, ".pyenv", "versions", v, "bin", "python"+v[:strings.LastIndexByte(v, '.')]))
+	}
+	return out
+}
+
+// walk does in Go what the BPF walker does, to check the offsets on live
+// interpreters without loading BPF.
+func walk(t *Target) (map[uint32][]Frame, error) {
+	o := &t.Offsets
+	out := map[uint32][]Frame{}
+	interp, err := t.u64(t.Runtime + uint64(o.InterpretersHead))
+	if err != nil {
+		return nil, err
+	}
+	ts, err := t.u64(interp + uint64(o.ThreadsHead))
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; ts != 0 && i < 100; i++ {
+		var b [4]byte
+		if err := t.read(ts+uint64(o.NativeThreadID), b[:]); err != nil {
+			return nil, err
+		}
+		tid := binary.LittleEndian.Uint32(b[:])
+		frame, err := t.u64(ts + uint64(o.ThreadFrame))
+		if err != nil {
+			return nil, err
+		}
+		if o.CFrameCurrent >= 0 && frame != 0 {
+			if frame, err = t.u64(frame + uint64(o.CFrameCurrent)); err != nil {
+				return nil, err
+			}
+		}
+		for j := 0; frame != 0 && j < 64; j++ {
+			buf := make([]byte, frameReadSize)
+			if err := t.read(frame, buf); err != nil {
+				return nil, err
+			}
+			code := binary.LittleEndian.Uint64(buf[o.FrameCode:])
+			instr := binary.LittleEndian.Uint64(buf[o.FrameInstr:])
+			if o.OwnerCStack == NoOwner || uint32(buf[o.FrameOwner]) != o.OwnerCStack {
+				f, err := t.Resolve(code, uint32((instr-code-uint64(o.CodeAdaptive))/2))
+				if err != nil {
+					return nil, err
+				}
+				out[tid] = append(out[tid], f)
+			}
+			frame = binary.LittleEndian.Uint64(buf[o.FramePrevious:])
+		}
+		if ts, err = t.u64(ts + uint64(o.ThreadNext)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func names(fs []Frame) string {
+	var parts []string
+	for _, f := range fs {
+		parts = append(parts, fmt.Sprintf("%s:%d", f.Function, f.Line))
+	}
+	return strings.Join(parts, " <- ")
+}
+
+func TestLiveInterpreters(t *testing.T) {
+	for _, py := range interpreters() {
+		t.Run(filepath.Base(filepath.Dir(filepath.Dir(py)))+"-"+filepath.Base(py), func(t *testing.T) {
+			if _, err := os.Stat(py); err != nil {
+				t.Skipf("%s not installed", py)
+			}
+			cmd := exec.Command(py, "testdata/threads.py")
+			stdin, _ := cmd.StdinPipe()
+			stdout, _ := cmd.StdoutPipe()
+			cmd.Stderr = os.Stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() }()
+			if line, _ := bufio.NewReader(stdout).ReadString('\n'); line != "ready\n" {
+				t.Fatalf("script said %q", line)
+			}
+			tg, err := Detect(cmd.Process.Pid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tg.Close()
+			t.Logf("%s: version %s, _PyRuntime 0x%x in %s", py, tg.Version, tg.Runtime, tg.Path)
+			stacks, err := walk(tg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{
+				"Worker.wait_for_io:9 <- Worker.run:12 <- Thread.run:",
+				"lock_waiter:16 <- Thread.run:",
+				"main:26 <- <module>:29",
+			}
+			var got []string
+			for tid, fs := range stacks {
+				got = append(got, fmt.Sprintf("%d: %s", tid, names(fs)))
+			}
+			for _, w := range want {
+				found := false
+				for _, g := range got {
+					found = found || strings.Contains(g, w)
+				}
+				if !found {
+					t.Errorf("no thread with %q in:\n%s", w, strings.Join(got, "\n"))
+				}
+			}
+			if fs := stacks[uint32(cmd.Process.Pid)]; len(fs) == 0 || filepath.Base(fs[0].File) != "threads.py" {
+				t.Errorf("main thread (native id = pid) not found or wrong file: %v", fs)
+			}
+		})
+	}
+}
+
+func TestDetectNotPython(t *testing.T) {
+	if _, err := Detect(os.Getpid()); err != ErrNotPython {
+		t.Errorf("Detect(self) = %v, want ErrNotPython", err)
+	}
+}
+
+func TestDetectUnsupported(t *testing.T) {
+	home, _ := os.UserHomeDir()
+	py := filepath.Join(home, ".pyenv/versions/3.10.13/bin/python3.10")
+	if _, err := os.Stat(py); err != nil {
+		t.Skipf("%s not installed", py)
+	}
+	cmd := exec.Command(py, "-c", "import time; print('ready', flush=True); time.sleep(10)")
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	bufio.NewReader(stdout).ReadString('\n')
+	_, err := Detect(cmd.Process.Pid)
+	if _, ok := err.(*UnsupportedError); !ok {
+		t.Fatalf("Detect(3.10) = %v, want *UnsupportedError", err)
+	}
+	t.Log(err)
+}
