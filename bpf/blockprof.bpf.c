@@ -27,6 +27,7 @@
 
 #include "include/kernel.h"
 #include "include/blockprof.h"
+#include "include/python.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -88,6 +89,7 @@ struct task_state {
 	u32 last_state;
 	s64 last_sysnr;
 	u64 last_arg0;
+	u64 pystack; /* see python.h */
 };
 
 struct {
@@ -285,6 +287,7 @@ static __always_inline void switch_in(struct task_struct *next)
 		.fd = st->fd,
 		.tfile = st->tfile,
 		.tino = st->tino,
+		.pystack = st->pystack,
 	};
 	void *agg = &agg0;
 	u32 active = active_agg;
@@ -501,6 +504,7 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 		st->ustack = stack_id(ctx, &ustacks, BPF_F_USER_STACK, DROP_USTACK_COLLISION,
 				      DROP_USTACK_ERROR);
 	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, st, prev_state, nr, arg0) : -1;
+	st->pystack = py_stack_id(prev);
 	/* Last, so the interval starts as close to the switch as possible. */
 	st->ts_out = bpf_ktime_get_ns();
 	return 0;

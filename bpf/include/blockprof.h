@@ -30,6 +30,8 @@ enum drop_reason {
 	DROP_FILTERED,             /* outside --min-block/--max-block (not a loss) */
 	DROP_LATENCY_FULL,         /* latency histogram map full (sums unaffected) */
 	DROP_FD_UNREADABLE,        /* an fd's file could not be read (target unknown) */
+	DROP_PY_READ,              /* Python thread state or frames unreadable (stack cut short) */
+	DROP_PY_TRUNCATED,         /* Python stack deeper than PY_MAX_FRAMES (outer frames cut) */
 	DROP_MAX,
 };
 
@@ -49,6 +51,8 @@ struct agg_key {
 	 * fd (or a recycled struct file) is never confused with the old one. */
 	u64 tfile;
 	u64 tino;
+	/* Python frames: key of py_stacks (bpf/include/python.h), 0 if none. */
+	u64 pystack;
 };
 
 #define PATH_PARTS 8

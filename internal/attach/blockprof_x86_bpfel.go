@@ -14,17 +14,18 @@ import (
 )
 
 type blockprofAggKey struct {
-	_      structs.HostLayout
-	Tgid   uint32
-	Tid    uint32
-	Ustack int32
-	Kstack int32
-	State  uint32
-	Kind   uint32
-	Sysnr  int32
-	Fd     int32
-	Tfile  uint64
-	Tino   uint64
+	_       structs.HostLayout
+	Tgid    uint32
+	Tid     uint32
+	Ustack  int32
+	Kstack  int32
+	State   uint32
+	Kind    uint32
+	Sysnr   int32
+	Fd      int32
+	Tfile   uint64
+	Tino    uint64
+	Pystack uint64
 }
 
 type blockprofAggVal struct {
@@ -49,7 +50,9 @@ const (
 	blockprofDropReasonDROP_FILTERED         blockprofDropReason = 9
 	blockprofDropReasonDROP_LATENCY_FULL     blockprofDropReason = 10
 	blockprofDropReasonDROP_FD_UNREADABLE    blockprofDropReason = 11
-	blockprofDropReasonDROP_MAX              blockprofDropReason = 12
+	blockprofDropReasonDROP_PY_READ          blockprofDropReason = 12
+	blockprofDropReasonDROP_PY_TRUNCATED     blockprofDropReason = 13
+	blockprofDropReasonDROP_MAX              blockprofDropReason = 14
 )
 
 type blockprofFdKey struct {
@@ -91,6 +94,44 @@ type blockprofLatVal struct {
 	MaxNs   uint64
 }
 
+type blockprofPyScratch struct {
+	_     structs.HostLayout
+	Stack blockprofPyStack
+	Frame [72]uint8
+}
+
+type blockprofPyStack struct {
+	_         structs.HostLayout
+	N         uint32
+	Truncated uint32
+	Code      [64]uint64
+	Instr     [64]uint32
+}
+
+type blockprofPyTarget struct {
+	_                structs.HostLayout
+	Runtime          uint64
+	InterpretersHead uint32
+	ThreadsHead      uint32
+	ThreadNext       uint32
+	NativeThreadId   uint32
+	ThreadFrame      uint32
+	CframeCurrent    int32
+	FrameCode        uint32
+	FramePrevious    uint32
+	FrameInstr       uint32
+	FrameOwner       uint32
+	OwnerCstack      uint32
+	CodeAdaptive     uint32
+}
+
+type blockprofPyThread struct {
+	_      structs.HostLayout
+	Tstate uint64
+	Retry  uint32
+	_      [4]byte
+}
+
 type blockprofTaskState struct {
 	_          structs.HostLayout
 	TsOut      uint64
@@ -110,6 +151,7 @@ type blockprofTaskState struct {
 	LastState  uint32
 	LastSysnr  int64
 	LastArg0   uint64
+	Pystack    uint64
 }
 
 type blockprofThreadInfo struct {
@@ -131,6 +173,10 @@ const (
 	blockprofMapFdTargets          = "fd_targets"
 	blockprofMapKstacks            = "kstacks"
 	blockprofMapLatency            = "latency"
+	blockprofMapPyScratch          = "py_scratch"
+	blockprofMapPyStacks           = "py_stacks"
+	blockprofMapPyTargets          = "py_targets"
+	blockprofMapPyThreads          = "py_threads"
 	blockprofMapTargetTids         = "target_tids"
 	blockprofMapTargets            = "targets"
 	blockprofMapThreads            = "threads"
@@ -147,6 +193,7 @@ const (
 	blockprofVarCfgMaxBlockNs      = "cfg_max_block_ns"
 	blockprofVarCfgMinBlockNs      = "cfg_min_block_ns"
 	blockprofVarCfgPreempted       = "cfg_preempted"
+	blockprofVarCfgPython          = "cfg_python"
 	blockprofVarCfgReuseKstack     = "cfg_reuse_kstack"
 	blockprofVarCfgSingleTgid      = "cfg_single_tgid"
 	blockprofVarCfgUserStacks      = "cfg_user_stacks"
@@ -214,6 +261,10 @@ type blockprofMapSpecs struct {
 	FdTargets  *ebpf.MapSpec `ebpf:"fd_targets"`
 	Kstacks    *ebpf.MapSpec `ebpf:"kstacks"`
 	Latency    *ebpf.MapSpec `ebpf:"latency"`
+	PyScratch  *ebpf.MapSpec `ebpf:"py_scratch"`
+	PyStacks   *ebpf.MapSpec `ebpf:"py_stacks"`
+	PyTargets  *ebpf.MapSpec `ebpf:"py_targets"`
+	PyThreads  *ebpf.MapSpec `ebpf:"py_threads"`
 	TargetTids *ebpf.MapSpec `ebpf:"target_tids"`
 	Targets    *ebpf.MapSpec `ebpf:"targets"`
 	Threads    *ebpf.MapSpec `ebpf:"threads"`
@@ -232,6 +283,7 @@ type blockprofVariableSpecs struct {
 	CfgMaxBlockNs      *ebpf.VariableSpec `ebpf:"cfg_max_block_ns"`
 	CfgMinBlockNs      *ebpf.VariableSpec `ebpf:"cfg_min_block_ns"`
 	CfgPreempted       *ebpf.VariableSpec `ebpf:"cfg_preempted"`
+	CfgPython          *ebpf.VariableSpec `ebpf:"cfg_python"`
 	CfgReuseKstack     *ebpf.VariableSpec `ebpf:"cfg_reuse_kstack"`
 	CfgSingleTgid      *ebpf.VariableSpec `ebpf:"cfg_single_tgid"`
 	CfgUserStacks      *ebpf.VariableSpec `ebpf:"cfg_user_stacks"`
@@ -267,6 +319,10 @@ type blockprofMaps struct {
 	FdTargets  *ebpf.Map `ebpf:"fd_targets"`
 	Kstacks    *ebpf.Map `ebpf:"kstacks"`
 	Latency    *ebpf.Map `ebpf:"latency"`
+	PyScratch  *ebpf.Map `ebpf:"py_scratch"`
+	PyStacks   *ebpf.Map `ebpf:"py_stacks"`
+	PyTargets  *ebpf.Map `ebpf:"py_targets"`
+	PyThreads  *ebpf.Map `ebpf:"py_threads"`
 	TargetTids *ebpf.Map `ebpf:"target_tids"`
 	Targets    *ebpf.Map `ebpf:"targets"`
 	Threads    *ebpf.Map `ebpf:"threads"`
@@ -284,6 +340,10 @@ func (m *blockprofMaps) Close() error {
 		m.FdTargets,
 		m.Kstacks,
 		m.Latency,
+		m.PyScratch,
+		m.PyStacks,
+		m.PyTargets,
+		m.PyThreads,
 		m.TargetTids,
 		m.Targets,
 		m.Threads,
@@ -303,6 +363,7 @@ type blockprofVariables struct {
 	CfgMaxBlockNs      *ebpf.Variable `ebpf:"cfg_max_block_ns"`
 	CfgMinBlockNs      *ebpf.Variable `ebpf:"cfg_min_block_ns"`
 	CfgPreempted       *ebpf.Variable `ebpf:"cfg_preempted"`
+	CfgPython          *ebpf.Variable `ebpf:"cfg_python"`
 	CfgReuseKstack     *ebpf.Variable `ebpf:"cfg_reuse_kstack"`
 	CfgSingleTgid      *ebpf.Variable `ebpf:"cfg_single_tgid"`
 	CfgUserStacks      *ebpf.Variable `ebpf:"cfg_user_stacks"`

@@ -35,6 +35,9 @@ type Options struct {
 	// NoRunQueue skips the wakeup hook: all off-CPU time counts as blocked.
 	// It halves the cost every non-target switch pays (one program, not two).
 	NoRunQueue bool
+	// Python loads the CPython frame walker (see AddPython); off, targets
+	// pay nothing for it.
+	Python bool
 }
 
 // Kind says what an off-CPU interval was.
@@ -72,6 +75,10 @@ type Record struct {
 	Kind              Kind
 	Count             uint64
 	Blocked, RunQueue time.Duration
+	// Python holds the thread's Python frames (nil if none); PyStackID
+	// is their content hash, equal for equal frames.
+	Python    *PyStack
+	PyStackID uint64
 }
 
 // Thread names one thread seen off-CPU.
@@ -85,11 +92,13 @@ type Session struct {
 	objs  blockprofObjects
 	links []link.Link
 
-	mu     sync.Mutex
-	active uint32
-	ustack map[int32][]uint64 // stack ids are stable for the run: cache them
-	kstack map[int32][]uint64
-	fds    map[blockprofFdKey]*FdTarget // copied out before LRU eviction
+	mu       sync.Mutex
+	active   uint32
+	ustack   map[int32][]uint64 // stack ids are stable for the run: cache them
+	kstack   map[int32][]uint64
+	fds      map[blockprofFdKey]*FdTarget // copied out before LRU eviction
+	python   bool
+	pystacks map[uint64]*PyStack // copied out before LRU eviction
 }
 
 // programPrefix is how every blockprof program is named, so leftovers can be
@@ -133,13 +142,15 @@ func Open(opts Options) (s *Session, err error) {
 		blockprofVarCfgReuseKstack:    !opts.ExactKernelStacks,
 		blockprofVarCfgMinBlockNs:     uint64(opts.MinBlock),
 		blockprofVarCfgMaxBlockNs:     uint64(opts.MaxBlock),
+		blockprofVarCfgPython:         opts.Python,
 	} {
 		if err := set(name, v); err != nil {
 			return nil, fmt.Errorf("configure %s: %w", name, err)
 		}
 	}
 
-	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, fds: map[blockprofFdKey]*FdTarget{}}
+	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, fds: map[blockprofFdKey]*FdTarget{},
+		python: opts.Python, pystacks: map[uint64]*PyStack{}}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -226,6 +237,7 @@ func (s *Session) Drain() ([]Record, error) {
 			}
 			r.UserStack, r.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.Ustack)
 			r.KernelStack, r.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
+			r.Python, r.PyStackID = s.pyStack(k.Pystack), k.Pystack
 			recs = append(recs, r)
 		}
 	}
@@ -381,6 +393,10 @@ func dropName(r blockprofDropReason) string {
 		return "latency_histograms_full"
 	case blockprofDropReasonDROP_FD_UNREADABLE:
 		return "fd_target_unreadable"
+	case blockprofDropReasonDROP_PY_READ:
+		return "python_frames_unreadable"
+	case blockprofDropReasonDROP_PY_TRUNCATED:
+		return "python_stack_truncated"
 	}
 	return fmt.Sprintf("reason_%d", r)
 }

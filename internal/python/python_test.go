@@ -9,18 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// Interpreters is where tests look for CPython builds: Debian's own, and
-// pyenv builds when present (each missing one is skipped).
-func interpreters() []string {
-	out := []string{"/usr/bin/python3.11"}
-	home, _ := os.UserHomeDir()
-	for _, v := range []string{"3.11.7", "3.12.1", "3.13.0"} {
-		out = append(out, filepath.Join(home, ".pyenv", "versions", v, "bin", "python"+v[:strings.LastIndexByte(v, '.')]))
-	}
-	return out
-}
+	"blockprof/internal/testutil"
+)
 
 // walk does in Go what the BPF walker does, to check the offsets on live
 // interpreters without loading BPF.
@@ -82,11 +73,10 @@ func names(fs []Frame) string {
 }
 
 func TestLiveInterpreters(t *testing.T) {
-	for _, py := range interpreters() {
-		t.Run(filepath.Base(filepath.Dir(filepath.Dir(py)))+"-"+filepath.Base(py), func(t *testing.T) {
-			if _, err := os.Stat(py); err != nil {
-				t.Skipf("%s not installed", py)
-			}
+	for _, p := range testutil.Pythons() {
+		t.Run(p.Name, func(t *testing.T) {
+			testutil.RequirePython(t, p)
+			py := p.Path
 			cmd := exec.Command(py, "testdata/threads.py")
 			stdin, _ := cmd.StdinPipe()
 			stdout, _ := cmd.StdoutPipe()
