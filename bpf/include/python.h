@@ -54,6 +54,8 @@ struct py_target {
 struct py_stack {
 	u32 n;
 	u32 truncated; /* deeper than PY_MAX_FRAMES */
+	u32 tgid;      /* code addresses mean something in this process only */
+	u32 pad;
 	u64 code[PY_MAX_FRAMES];
 	u32 instr[PY_MAX_FRAMES]; /* code unit index */
 };
@@ -195,7 +197,7 @@ static __always_inline u64 py_stack_id(struct task_struct *t)
 	/* Slot i holds frame i: the verifier then tracks one counter, not a
 	 * count of kept frames per path (which made it explore every mix).
 	 * Shim frames are stored with code 0 and skipped by user space. */
-	u64 h = 0xcbf29ce484222325ULL; /* FNV offset basis */
+	u64 h = py_mix(0xcbf29ce484222325ULL /* FNV offset basis */, tgid);
 	u32 n = 0;
 	for (int i = 0; i < PY_MAX_FRAMES; i++) {
 		if (!frame)
@@ -221,6 +223,7 @@ static __always_inline u64 py_stack_id(struct task_struct *t)
 	if (!n)
 		return 0;
 	s->n = n;
+	s->tgid = tgid;
 	s->truncated = frame != 0;
 	if (frame)
 		drop(DROP_PY_TRUNCATED, 1);

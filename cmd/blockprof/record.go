@@ -59,7 +59,9 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}()
 
 	r := &recorder{cfg: cfg, stderr: stderr, start: start, procs: map[uint32]*symbolize.Process{},
-		agg: map[recordKey]*attach.Record{}}
+		agg: map[recordKey]*attach.Record{}, pys: map[uint32]*pyProc{}, pyLocs: map[string][]symbolize.Location{}}
+	// The Python frame walker is loaded only when it may find something.
+	r.python = len(cfg.command) > 0 || detectPythons(cfg.pids)
 	r.sym = symbolize.New(symbolize.Options{})
 	defer r.sym.Close()
 
@@ -91,6 +93,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		NoKernelStacks:    !cfg.kernelStacks(),
 		ExactKernelStacks: cfg.exactK,
 		NoRunQueue:        cfg.noRunQ,
+		Python:            r.python,
 	})
 	if err != nil {
 		return fail(err)
@@ -147,6 +150,15 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		scan = t.C
 	}
 
+	// Python code objects are read soon after their stacks appear: a
+	// short-lived interpreter may exit before the next drain.
+	var pyScan <-chan time.Time
+	if r.python {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		pyScan = t.C
+	}
+
 	status := newStatusLine(stderr, cfg.quiet)
 	tick := time.NewTicker(cfg.interval)
 	defer tick.Stop()
@@ -160,6 +172,8 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			why = "duration reached"
 		case <-scan:
 			r.attachChildren()
+		case <-pyScan:
+			r.prefetchPython()
 		case <-tick.C:
 			if err := r.drain(); err != nil {
 				status.clear()

@@ -30,6 +30,7 @@ type recordKey struct {
 	sysnr          int32
 	fd             int32
 	target         *attach.FdTarget // one pointer per (file, inode) for the session
+	py             string           // resolved Python frames (key of recorder.pyLocs), "" if none
 }
 
 // recorder accumulates what the kernel aggregated, drain after drain.
@@ -45,6 +46,12 @@ type recorder struct {
 	intervals            uint64
 	drains               int
 	ignoreTIDs           map[uint32]bool // threads of the exec gate, not of the command
+
+	// Python targets (python.go).
+	python       bool // the frame walker is loaded
+	pys          map[uint32]*pyProc
+	pyLocs       map[string][]symbolize.Location
+	pyUnresolved uint64 // intervals with a Python frame that could not be named
 }
 
 func (r *recorder) drain() error {
@@ -61,7 +68,13 @@ func (r *recorder) drain() error {
 		if _, ok := r.procs[rec.TGID]; !ok {
 			r.attachProcess(rec.TGID) // a child forked since the last drain
 		}
-		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind, rec.SysNr, rec.Fd, rec.Target}
+		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind, rec.SysNr, rec.Fd, rec.Target, ""}
+		if locs, key := r.resolvePython(rec); key != "" {
+			k.py = key
+			if _, ok := r.pyLocs[key]; !ok {
+				r.pyLocs[key] = locs
+			}
+		}
 		r.blocked += rec.Blocked
 		r.runQueue += rec.RunQueue
 		r.intervals += rec.Count
@@ -73,6 +86,7 @@ func (r *recorder) drain() error {
 		}
 		r.agg[k] = rec
 	}
+	r.retryPythons()
 	// New mappings (dlopen, exec) are picked up while the process lives.
 	if r.drains%5 == 0 {
 		for _, p := range r.procs {
@@ -92,6 +106,7 @@ func (r *recorder) attachProcess(tgid uint32) {
 		p = nil
 	}
 	r.procs[tgid] = p
+	r.attachPython(tgid)
 }
 
 // attachChildren attaches the symbolizer to new children of the processes
@@ -175,16 +190,21 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 				s.Labels["target"] = rec.Target.String()
 			}
 		}
+		var user []symbolize.Location
 		if len(rec.UserStack) > 0 {
 			if proc != nil {
-				s.Stack = append(s.Stack, proc.Locations(callSites(rec.UserStack))...)
+				user = proc.Locations(callSites(rec.UserStack))
 			} else {
 				p.Drops["user_symbols_process_gone"] += rec.Count
 				for _, a := range callSites(rec.UserStack) {
-					s.Stack = append(s.Stack, symbolize.Location{Address: a})
+					user = append(user, symbolize.Location{Address: a})
 				}
 			}
 		}
+		if k.py != "" {
+			user = splicePython(user, r.pyLocs[k.py])
+		}
+		s.Stack = append(s.Stack, user...)
 		if rec.Kind == attach.Blocked {
 			if rule := idle.Classify(sys, s.Stack); rule != "" {
 				s.Kind = profiles.KindIdle
@@ -195,6 +215,9 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 	}
 
 	p.Latency = latencyTable(lat, p.Samples)
+	if r.pyUnresolved > 0 {
+		p.Drops["python_frames_unnamed"] = r.pyUnresolved
+	}
 
 	for tgid, proc := range r.procs {
 		info := profiles.Process{PID: int(tgid), Exited: !processExists(int(tgid))}

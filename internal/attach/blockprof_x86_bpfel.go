@@ -104,6 +104,8 @@ type blockprofPyStack struct {
 	_         structs.HostLayout
 	N         uint32
 	Truncated uint32
+	Tgid      uint32
+	Pad       uint32
 	Code      [64]uint64
 	Instr     [64]uint32
 }

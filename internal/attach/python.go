@@ -1,7 +1,10 @@
 package attach
 
 import (
+	"errors"
 	"fmt"
+
+	"github.com/cilium/ebpf"
 
 	"blockprof/internal/python"
 )
@@ -16,6 +19,7 @@ type PyFrame struct {
 
 // PyStack is a thread's Python frames at switch-out, innermost first.
 type PyStack struct {
+	TGID   uint32 // the process the code addresses belong to
 	Frames []PyFrame
 	// Truncated: deeper than the walker goes; outer frames are missing.
 	Truncated bool
@@ -62,13 +66,71 @@ func (s *Session) pyStack(key uint64) *PyStack {
 	if err := s.objs.PyStacks.Lookup(key, &raw); err != nil {
 		return &PyStack{Truncated: true} // evicted: should not happen, see python.h
 	}
+	st := newPyStack(&raw)
+	s.pystacks[key] = st
+	return st
+}
+
+// NewPythonStacks returns the Python stacks the kernel stored since the
+// last call (and keeps them for Drain), so their code objects can be read
+// while the process still lives: a short-lived process may be gone by the
+// drain that reports its intervals.
+func (s *Session) NewPythonStacks() ([]*PyStack, error) {
+	if !s.python {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var keys []uint64
+	var vals []blockprofPyStack
+	const chunk = 256
+	kbuf := make([]uint64, chunk)
+	vbuf := make([]blockprofPyStack, chunk)
+	var cursor ebpf.MapBatchCursor
+	for {
+		n, err := s.objs.PyStacks.BatchLookup(&cursor, kbuf, vbuf, nil)
+		keys = append(keys, kbuf[:n]...)
+		vals = append(vals, vbuf[:n]...)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			break
+		}
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			keys, vals = nil, nil
+			var k uint64
+			var v blockprofPyStack
+			it := s.objs.PyStacks.Iterate()
+			for it.Next(&k, &v) {
+				keys = append(keys, k)
+				vals = append(vals, v)
+			}
+			if err := it.Err(); err != nil {
+				return nil, fmt.Errorf("read Python stacks: %w", err)
+			}
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read Python stacks: %w", err)
+		}
+	}
+	var out []*PyStack
+	for i, k := range keys {
+		if _, ok := s.pystacks[k]; ok {
+			continue
+		}
+		st := newPyStack(&vals[i])
+		s.pystacks[k] = st
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+func newPyStack(raw *blockprofPyStack) *PyStack {
 	n := min(int(raw.N), len(raw.Code))
-	st := &PyStack{Truncated: raw.Truncated != 0}
+	st := &PyStack{TGID: raw.Tgid, Truncated: raw.Truncated != 0}
 	for i := range n {
 		if raw.Code[i] != 0 { // 0: an entry shim frame (3.12+)
 			st.Frames = append(st.Frames, PyFrame{Code: raw.Code[i], Instr: raw.Instr[i]})
 		}
 	}
-	s.pystacks[key] = st
 	return st
 }

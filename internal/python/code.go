@@ -46,6 +46,11 @@ func (t *Target) Resolve(code uint64, instr uint32) (Frame, error) {
 	o := &t.Offsets
 	hdr := make([]byte, o.CodeAdaptive)
 	if err := t.read(code, hdr); err != nil {
+		// Gone: nothing can have reused the address since it was
+		// cached, so what was read while it lived stands.
+		if ci, ok := t.codes[code]; ok && !t.alive() {
+			return ci.frame(instr), nil
+		}
 		return Frame{}, err
 	}
 	le := binary.LittleEndian
@@ -71,8 +76,25 @@ func (t *Target) Resolve(code uint64, instr uint32) (Frame, error) {
 		}
 		t.codes[code] = ci
 	}
+	return ci.frame(instr), nil
+}
+
+func (ci *codeInfo) frame(instr uint32) Frame {
 	return Frame{Function: ci.name, File: ci.file, FirstLine: ci.firstLine,
-		Line: LineForInstr(ci.table, ci.firstLine, instr)}, nil
+		Line: LineForInstr(ci.table, ci.firstLine, instr)}
+}
+
+// Prefetch reads and caches the code object at code, so it can be named
+// after the process has exited.
+func (t *Target) Prefetch(code uint64) error {
+	_, err := t.Resolve(code, 0)
+	return err
+}
+
+// alive reports whether the process can still be read.
+func (t *Target) alive() bool {
+	var b [1]byte
+	return t.read(t.Runtime, b[:]) == nil
 }
 
 func (t *Target) readCode(id codeID) (*codeInfo, error) {
