@@ -22,15 +22,12 @@
  */
 #pragma once
 
-#define PY_MAX_FRAMES 64
+#define PY_MAX_FRAMES 128
 /* Threads walked to find a thread state not cached yet. */
 #define PY_MAX_THREADS 128
 /* Bytes of an interpreter frame read at once (internal/python checks
  * every field it needs lies within). */
 #define PY_FRAME_READ 72
-/* After a failed thread-state search, switch-outs before the next try (a
- * native thread may get a Python thread state later). */
-#define PY_RETRY_AFTER 64
 
 /* Offsets and addresses of one CPython process (internal/python.Offsets). */
 struct py_target {
@@ -70,14 +67,22 @@ struct {
 	__type(value, struct py_target);
 } py_targets SEC(".maps");
 
-/* Hash of the frames -> frames. LRU: user space copies each new stack at
- * the drain after it appears, long before 8192 newer ones could evict it. */
+/* Hash of the frames -> frames. LRU: user space copies each new stack as
+ * it appears (py_new), long before 4096 newer ones could evict it. 6 MiB. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 8192);
+	__uint(max_entries, 4096);
 	__type(key, u64);
 	__type(value, struct py_stack);
 } py_stacks SEC(".maps");
+
+/* Keys of new py_stacks entries, so user space reads their code objects at
+ * once: a short-lived process may be gone by the next drain. Only new
+ * stacks are sent, and user space reads promptly: 64 KiB is plenty. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} py_new SEC(".maps");
 
 struct py_scratch {
 	struct py_stack stack;
@@ -92,9 +97,13 @@ struct {
 	__type(value, struct py_scratch);
 } py_scratch SEC(".maps");
 
+/* No negative cache: a thread state can be listed before its
+ * native_thread_id is set (start-up), and a cached miss then hid a
+ * thread's first blocking calls. A thread without one (native threads of
+ * a Python process) pays the list walk, two reads per Python thread, at
+ * each switch-out. */
 struct py_thread {
 	u64 tstate; /* PyThreadState of this thread, 0 if not known */
-	u32 retry;  /* switch-outs to skip before searching again */
 };
 
 struct {
@@ -131,12 +140,12 @@ static __always_inline u64 py_thread_state(struct task_struct *t, struct py_targ
 			return pth->tstate;
 		pth->tstate = 0;
 	}
-	if (pth->retry) {
-		pth->retry--;
-		return 0;
-	}
-	u64 interp = py_read_u64(pt->runtime + pt->interpreters_head, failed);
-	u64 ts = interp ? py_read_u64(interp + pt->threads_head, failed) : 0;
+	/* Before the interpreter starts, _PyRuntime's page may not even be
+	 * faulted in (probe reads cannot fault): no interpreter yet, no loss. */
+	bool early = false;
+	u64 interp = py_read_u64(pt->runtime + pt->interpreters_head, &early);
+	u64 head = interp ? py_read_u64(interp + pt->threads_head, failed) : 0;
+	u64 ts = head;
 	for (int i = 0; i < PY_MAX_THREADS && ts; i++) {
 		if (bpf_probe_read_user(&seen, sizeof(seen), (void *)(ts + pt->native_thread_id))) {
 			*failed = true;
@@ -148,7 +157,6 @@ static __always_inline u64 py_thread_state(struct task_struct *t, struct py_targ
 		}
 		ts = py_read_u64(ts + pt->thread_next, failed);
 	}
-	pth->retry = PY_RETRY_AFTER;
 	return 0;
 }
 
@@ -164,6 +172,9 @@ static __always_inline u64 py_mix(u64 h, u64 v)
 static __always_inline u64 py_stack_id(struct task_struct *t)
 {
 	if (!cfg_python)
+		return 0;
+	/* An exiting thread past exit_mm has no user memory left to read. */
+	if (!t->mm)
 		return 0;
 	u32 tgid = t->tgid, zero = 0;
 	struct py_target *pt = bpf_map_lookup_elem(&py_targets, &tgid);
@@ -230,7 +241,8 @@ static __always_inline u64 py_stack_id(struct task_struct *t)
 	h = py_mix(h, n | (u64)s->truncated << 32);
 	if (!h)
 		h = 1;
-	if (!bpf_map_lookup_elem(&py_stacks, &h))
-		bpf_map_update_elem(&py_stacks, &h, s, BPF_NOEXIST);
+	if (!bpf_map_lookup_elem(&py_stacks, &h) &&
+	    !bpf_map_update_elem(&py_stacks, &h, s, BPF_NOEXIST))
+		bpf_ringbuf_output(&py_new, &h, sizeof(h), 0); /* lost: named at the drain, if still alive */
 	return h;
 }

@@ -19,6 +19,14 @@ var pythonMapping = &symbolize.Mapping{File: "[python]", HasFunctions: true, Has
 // looked at again: a launched interpreter maps libpython only after exec.
 const pyRetryFor = 2 * time.Second
 
+// pyLaunchWait bounds the wait for a launched command's libpython.
+const pyLaunchWait = 100 * time.Millisecond
+
+// launched reports whether tgid is the command blockprof started.
+func (r *recorder) launched(tgid uint32) bool {
+	return r.child != 0 && tgid == r.child
+}
+
 // pyProc is what the recorder knows about one process as a Python target.
 type pyProc struct {
 	t         *python.Target // nil: not (or not yet) a readable CPython
@@ -58,6 +66,12 @@ func (r *recorder) attachPython(tgid uint32) {
 		return
 	}
 	t, err := python.Detect(int(tgid))
+	// A command just launched maps libpython right after its exec: wait
+	// for it briefly, as its first blocking call may come soon after.
+	for errors.Is(err, python.ErrNotPython) && r.launched(tgid) && time.Since(p.firstSeen) < pyLaunchWait {
+		time.Sleep(2 * time.Millisecond)
+		t, err = python.Detect(int(tgid))
+	}
 	var unsup *python.UnsupportedError
 	switch {
 	case err == nil:
@@ -166,20 +180,34 @@ func splicePython(native, py []symbolize.Location) []symbolize.Location {
 	return append(out, py...)
 }
 
-// prefetchPython reads the code objects of Python stacks the kernel stored
-// since the last call, while their processes live.
-func (r *recorder) prefetchPython() {
-	stacks, err := r.sess.NewPythonStacks()
-	if err != nil {
-		return // the drain reports map errors
+// watchPython sends each Python stack the kernel stores to the recording
+// loop, which reads its code objects at once (prefetchPython).
+func (r *recorder) watchPython() <-chan *attach.PyStack {
+	if !r.python {
+		return nil
 	}
-	for _, st := range stacks {
-		p := r.pys[st.TGID]
-		if p == nil || p.t == nil {
-			continue
+	ch := make(chan *attach.PyStack, 256)
+	go func() {
+		defer close(ch)
+		for {
+			st, err := r.sess.NextPythonStack()
+			if err != nil {
+				return
+			}
+			ch <- st
 		}
-		for _, f := range st.Frames {
-			_ = p.t.Prefetch(f.Code)
-		}
+	}()
+	return ch
+}
+
+// prefetchPython reads and caches the code objects of a new stack while
+// its process lives.
+func (r *recorder) prefetchPython(st *attach.PyStack) {
+	p := r.pys[st.TGID]
+	if p == nil || p.t == nil {
+		return
+	}
+	for _, f := range st.Frames {
+		_ = p.t.Prefetch(f.Code)
 	}
 }

@@ -97,3 +97,76 @@ func TestRecordPythonSleep(t *testing.T) {
 		})
 	}
 }
+
+// Threads blocking in different functions (sleep, Lock.acquire, socket
+// recv) each get their own Python stack and time.
+func TestRecordPythonThreads(t *testing.T) {
+	testutil.RequireRoot(t)
+	py := firstPython(t)
+	script := pyWorkload(t, "threads.py")
+	truth, p, _ := profileWorkload(t, py.Path, []string{script, "8"}, "-q")
+	if len(truth.Blocks) != 3 {
+		t.Fatalf("truth: %+v", truth)
+	}
+	for _, b := range truth.Blocks {
+		got, stack := pyTotal(t, p, b.TID, b.Func)
+		t.Logf("%s: %v", b.Func, stack)
+		testutil.Near(t, got, b.Seconds, 0.05, b.Func+" off-CPU seconds")
+		checkPythonStack(t, stack, b.Func, "threads.py", blockLine(t, script, b.Func), "Thread.run", "Thread._bootstrap")
+		if share := syscallShare(t, p, int64(b.TID), b.Func, b.Syscall); share < 0.999 {
+			t.Errorf("%s: only %.1f%% of its time labelled syscall=%s", b.Func, 100*share, b.Syscall)
+		}
+	}
+}
+
+// An async handler that blocks the event loop: the coroutine and its
+// callers up to the loop's run method.
+func TestRecordPythonAsyncio(t *testing.T) {
+	testutil.RequireRoot(t)
+	py := firstPython(t)
+	script := pyWorkload(t, "asyncio_app.py")
+	truth, p, _ := profileWorkload(t, py.Path, []string{script, "20"}, "-q")
+	b, _ := truth.Block("handle_request")
+	got, stack := pyTotal(t, p, b.TID, "handle_request")
+	t.Logf("stack: %v", stack)
+	testutil.Near(t, got, b.Seconds, 0.05, "handle_request off-CPU seconds")
+	checkPythonStack(t, stack, "handle_request", "asyncio_app.py", blockLine(t, script, ""),
+		"serve", "BaseEventLoop._run_once", "BaseEventLoop.run_forever", "BaseEventLoop.run_until_complete", "main")
+}
+
+// `-- python3 script.py`: blockprof launches the interpreter, finds it is
+// CPython once it has exec'ed and mapped its library, and gets its frames
+// from the first call on.
+func TestRecordPythonCommand(t *testing.T) {
+	testutil.RequireRoot(t)
+	for _, py := range testutil.Pythons() {
+		t.Run(py.Name, func(t *testing.T) {
+			testutil.RequirePython(t, py)
+			script := pyWorkload(t, "sleep.py")
+			truthFile := filepath.Join(t.TempDir(), "truth.json")
+			t.Setenv("BLOCKPROF_TRUTH", truthFile)
+			r := startRecordStdin(t, "go\n", "-q", "--", py.Path, script, "5")
+			p := r.wait(t)
+			truth, err := testutil.ReadTruth(truthFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := truth.Block("blocker")
+			got, stack := pyTotal(t, p, b.TID, "blocker")
+			testutil.Near(t, got, b.Seconds, 0.05, "blocker off-CPU seconds")
+			checkPythonStack(t, stack, "blocker", "sleep.py", blockLine(t, script, ""), "main")
+		})
+	}
+}
+
+// firstPython is the first interpreter installed, for the tests that need
+// only one (Debian's, on CI).
+func firstPython(t *testing.T) testutil.Python {
+	for _, py := range testutil.Pythons() {
+		if _, err := os.Stat(py.Path); err == nil {
+			return py
+		}
+	}
+	t.Skip("no CPython 3.11-3.13 installed")
+	return testutil.Python{}
+}

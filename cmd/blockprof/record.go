@@ -74,6 +74,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		pids = []int{child.Process.Pid}
+		r.child = uint32(child.Process.Pid)
 		defer func() {
 			if child.ProcessState == nil { // attach failed: the gate closes, CMD never runs
 				child.Process.Kill()
@@ -150,14 +151,9 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		scan = t.C
 	}
 
-	// Python code objects are read soon after their stacks appear: a
+	// Python code objects are read as soon as their stacks appear: a
 	// short-lived interpreter may exit before the next drain.
-	var pyScan <-chan time.Time
-	if r.python {
-		t := time.NewTicker(50 * time.Millisecond)
-		defer t.Stop()
-		pyScan = t.C
-	}
+	pyNew := r.watchPython()
 
 	status := newStatusLine(stderr, cfg.quiet)
 	tick := time.NewTicker(cfg.interval)
@@ -172,8 +168,13 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			why = "duration reached"
 		case <-scan:
 			r.attachChildren()
-		case <-pyScan:
-			r.prefetchPython()
+			r.retryPythons()
+		case st, ok := <-pyNew:
+			if !ok {
+				pyNew = nil
+				continue
+			}
+			r.prefetchPython(st)
 		case <-tick.C:
 			if err := r.drain(); err != nil {
 				status.clear()

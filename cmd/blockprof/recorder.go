@@ -48,7 +48,8 @@ type recorder struct {
 	ignoreTIDs           map[uint32]bool // threads of the exec gate, not of the command
 
 	// Python targets (python.go).
-	python       bool // the frame walker is loaded
+	python       bool   // the frame walker is loaded
+	child        uint32 // the launched command's pid, 0 with -p
 	pys          map[uint32]*pyProc
 	pyLocs       map[string][]symbolize.Location
 	pyUnresolved uint64 // intervals with a Python frame that could not be named
@@ -101,12 +102,12 @@ func (r *recorder) drain() error {
 // attachProcess takes what symbolization will need from a live process.
 // A process that is already gone is remembered as such (nil).
 func (r *recorder) attachProcess(tgid uint32) {
+	r.attachPython(tgid) // first: its first stacks may come soon
 	p, err := r.sym.Attach(int(tgid))
 	if err != nil {
 		p = nil
 	}
 	r.procs[tgid] = p
-	r.attachPython(tgid)
 }
 
 // attachChildren attaches the symbolizer to new children of the processes
@@ -216,7 +217,9 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 
 	p.Latency = latencyTable(lat, p.Samples)
 	if r.pyUnresolved > 0 {
-		p.Drops["python_frames_unnamed"] = r.pyUnresolved
+		// Times are exact; only names are missing (not a loss).
+		p.Comments = append(p.Comments, fmt.Sprintf("%d intervals have Python frames left as [python+0x…]: "+
+			"their code objects were freed, or the process exited, before they could be read", r.pyUnresolved))
 	}
 
 	for tgid, proc := range r.procs {

@@ -106,8 +106,8 @@ type blockprofPyStack struct {
 	Truncated uint32
 	Tgid      uint32
 	Pad       uint32
-	Code      [64]uint64
-	Instr     [64]uint32
+	Code      [128]uint64
+	Instr     [128]uint32
 }
 
 type blockprofPyTarget struct {
@@ -130,8 +130,6 @@ type blockprofPyTarget struct {
 type blockprofPyThread struct {
 	_      structs.HostLayout
 	Tstate uint64
-	Retry  uint32
-	_      [4]byte
 }
 
 type blockprofTaskState struct {
@@ -175,6 +173,7 @@ const (
 	blockprofMapFdTargets          = "fd_targets"
 	blockprofMapKstacks            = "kstacks"
 	blockprofMapLatency            = "latency"
+	blockprofMapPyNew              = "py_new"
 	blockprofMapPyScratch          = "py_scratch"
 	blockprofMapPyStacks           = "py_stacks"
 	blockprofMapPyTargets          = "py_targets"
@@ -263,6 +262,7 @@ type blockprofMapSpecs struct {
 	FdTargets  *ebpf.MapSpec `ebpf:"fd_targets"`
 	Kstacks    *ebpf.MapSpec `ebpf:"kstacks"`
 	Latency    *ebpf.MapSpec `ebpf:"latency"`
+	PyNew      *ebpf.MapSpec `ebpf:"py_new"`
 	PyScratch  *ebpf.MapSpec `ebpf:"py_scratch"`
 	PyStacks   *ebpf.MapSpec `ebpf:"py_stacks"`
 	PyTargets  *ebpf.MapSpec `ebpf:"py_targets"`
@@ -321,6 +321,7 @@ type blockprofMaps struct {
 	FdTargets  *ebpf.Map `ebpf:"fd_targets"`
 	Kstacks    *ebpf.Map `ebpf:"kstacks"`
 	Latency    *ebpf.Map `ebpf:"latency"`
+	PyNew      *ebpf.Map `ebpf:"py_new"`
 	PyScratch  *ebpf.Map `ebpf:"py_scratch"`
 	PyStacks   *ebpf.Map `ebpf:"py_stacks"`
 	PyTargets  *ebpf.Map `ebpf:"py_targets"`
@@ -342,6 +343,7 @@ func (m *blockprofMaps) Close() error {
 		m.FdTargets,
 		m.Kstacks,
 		m.Latency,
+		m.PyNew,
 		m.PyScratch,
 		m.PyStacks,
 		m.PyTargets,

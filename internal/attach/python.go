@@ -1,10 +1,10 @@
 package attach
 
 import (
-	"errors"
+	"encoding/binary"
 	"fmt"
 
-	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/ringbuf"
 
 	"blockprof/internal/python"
 )
@@ -71,57 +71,39 @@ func (s *Session) pyStack(key uint64) *PyStack {
 	return st
 }
 
-// NewPythonStacks returns the Python stacks the kernel stored since the
-// last call (and keeps them for Drain), so their code objects can be read
-// while the process still lives: a short-lived process may be gone by the
-// drain that reports its intervals.
-func (s *Session) NewPythonStacks() ([]*PyStack, error) {
-	if !s.python {
-		return nil, nil
-	}
+// NextPythonStack waits for the kernel to store a new Python stack and
+// returns it (kept for Drain too), so its code objects can be read while
+// the process lives: a short-lived process may be gone by the drain that
+// reports its intervals. It returns an error once the session is closed.
+func (s *Session) NextPythonStack() (*PyStack, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	var keys []uint64
-	var vals []blockprofPyStack
-	const chunk = 256
-	kbuf := make([]uint64, chunk)
-	vbuf := make([]blockprofPyStack, chunk)
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := s.objs.PyStacks.BatchLookup(&cursor, kbuf, vbuf, nil)
-		keys = append(keys, kbuf[:n]...)
-		vals = append(vals, vbuf[:n]...)
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			break
+	rd := s.pyReader
+	if rd == nil && s.python && !s.closed {
+		var err error
+		if rd, err = ringbuf.NewReader(s.objs.PyNew); err != nil {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("read new Python stacks: %w", err)
 		}
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			keys, vals = nil, nil
-			var k uint64
-			var v blockprofPyStack
-			it := s.objs.PyStacks.Iterate()
-			for it.Next(&k, &v) {
-				keys = append(keys, k)
-				vals = append(vals, v)
-			}
-			if err := it.Err(); err != nil {
-				return nil, fmt.Errorf("read Python stacks: %w", err)
-			}
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read Python stacks: %w", err)
-		}
+		s.pyReader = rd
 	}
-	var out []*PyStack
-	for i, k := range keys {
-		if _, ok := s.pystacks[k]; ok {
+	s.mu.Unlock()
+	if rd == nil {
+		return nil, ringbuf.ErrClosed
+	}
+	for {
+		rec, err := rd.Read()
+		if err != nil {
+			return nil, err
+		}
+		if len(rec.RawSample) < 8 {
 			continue
 		}
-		st := newPyStack(&vals[i])
-		s.pystacks[k] = st
-		out = append(out, st)
+		key := binary.LittleEndian.Uint64(rec.RawSample)
+		s.mu.Lock()
+		st := s.pyStack(key)
+		s.mu.Unlock()
+		return st, nil
 	}
-	return out, nil
 }
 
 func newPyStack(raw *blockprofPyStack) *PyStack {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 )
 
@@ -99,6 +100,8 @@ type Session struct {
 	fds      map[blockprofFdKey]*FdTarget // copied out before LRU eviction
 	python   bool
 	pystacks map[uint64]*PyStack // copied out before LRU eviction
+	pyReader *ringbuf.Reader     // see NextPythonStack
+	closed   bool
 }
 
 // programPrefix is how every blockprof program is named, so leftovers can be
@@ -457,7 +460,15 @@ func cString(b []int8) string {
 
 // Close detaches and unloads everything. Safe to call more than once.
 func (s *Session) Close() error {
-	return errors.Join(s.Detach(), s.objs.Close())
+	s.mu.Lock()
+	var rerr error
+	if s.pyReader != nil {
+		rerr = s.pyReader.Close()
+		s.pyReader = nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	return errors.Join(s.Detach(), rerr, s.objs.Close())
 }
 
 // LoadedPrograms lists BPF programs of blockprof's that are loaded on the

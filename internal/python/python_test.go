@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"blockprof/internal/testutil"
 )
@@ -94,27 +95,36 @@ func TestLiveInterpreters(t *testing.T) {
 			}
 			defer tg.Close()
 			t.Logf("%s: version %s, _PyRuntime 0x%x in %s", py, tg.Version, tg.Runtime, tg.Path)
-			stacks, err := walk(tg)
-			if err != nil {
-				t.Fatal(err)
-			}
 			want := []string{
 				"Worker.wait_for_io:9 <- Worker.run:12 <- Thread.run:",
 				"lock_waiter:16 <- Thread.run:",
 				"main:26 <- <module>:29",
 			}
-			var got []string
-			for tid, fs := range stacks {
-				got = append(got, fmt.Sprintf("%d: %s", tid, names(fs)))
+			// The main thread may still be between print and readline:
+			// walk until every thread is where it parks.
+			var stacks map[uint32][]Frame
+			var missing []string
+			for try := 0; try < 100; try++ {
+				if stacks, err = walk(tg); err != nil {
+					t.Fatal(err)
+				}
+				var got []string
+				for tid, fs := range stacks {
+					got = append(got, fmt.Sprintf("%d: %s", tid, names(fs)))
+				}
+				missing = nil
+				for _, w := range want {
+					if !strings.Contains(strings.Join(got, "\n"), w) {
+						missing = append(missing, w)
+					}
+				}
+				if len(missing) == 0 {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
-			for _, w := range want {
-				found := false
-				for _, g := range got {
-					found = found || strings.Contains(g, w)
-				}
-				if !found {
-					t.Errorf("no thread with %q in:\n%s", w, strings.Join(got, "\n"))
-				}
+			if len(missing) > 0 {
+				t.Errorf("no thread with %q in %v", missing, stacks)
 			}
 			if fs := stacks[uint32(cmd.Process.Pid)]; len(fs) == 0 || filepath.Base(fs[0].File) != "threads.py" {
 				t.Errorf("main thread (native id = pid) not found or wrong file: %v", fs)
