@@ -25,6 +25,7 @@ type recordConfig struct {
 	stacks    string // user,kernel | user | kernel
 	exactK    bool
 	noRunQ    bool
+	noPython  bool
 	idle      bool
 	top       int
 	quiet     bool
@@ -64,6 +65,7 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	fs.StringVar(&c.stacks, "stacks", "user,kernel", "which stacks to capture: user,kernel | user | kernel")
 	fs.BoolVar(&c.exactK, "exact-kernel-stacks", false, "walk the kernel stack at every switch-out, never reuse the last one")
 	fs.BoolVar(&c.noRunQ, "no-runqueue", false, "don't split off-CPU time into blocked and run-queue (cheaper for the rest of the machine)")
+	fs.BoolVar(&c.noPython, "no-python", false, "don't read Python frames of CPython targets (native stacks only)")
 	fs.BoolVar(&c.idle, "idle", false, "keep idle waits (event-loop waits, accept, parked Go threads) in the profile, labelled kind=idle")
 	fs.IntVar(&c.top, "top", 10, "stacks shown in the summary")
 	fs.BoolVarP(&c.quiet, "quiet", "q", false, "no status line and no summary")

@@ -61,7 +61,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	r := &recorder{cfg: cfg, stderr: stderr, start: start, procs: map[uint32]*symbolize.Process{},
 		agg: map[recordKey]*attach.Record{}, pys: map[uint32]*pyProc{}, pyLocs: map[string][]symbolize.Location{}}
 	// The Python frame walker is loaded only when it may find something.
-	r.python = len(cfg.command) > 0 || detectPythons(cfg.pids)
+	r.python = !cfg.noPython && (len(cfg.command) > 0 || detectPythons(cfg.pids))
 	r.sym = symbolize.New(symbolize.Options{})
 	defer r.sym.Close()
 

@@ -85,8 +85,12 @@ func (ci *codeInfo) frame(instr uint32) Frame {
 }
 
 // Prefetch reads and caches the code object at code, so it can be named
-// after the process has exited.
+// after the process has exited. One already cached is left alone (Resolve
+// checks it again).
 func (t *Target) Prefetch(code uint64) error {
+	if _, ok := t.codes[code]; ok {
+		return nil
+	}
 	_, err := t.Resolve(code, 0)
 	return err
 }
