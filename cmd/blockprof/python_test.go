@@ -170,3 +170,28 @@ func firstPython(t *testing.T) testutil.Python {
 	t.Skip("no CPython 3.11-3.13 installed")
 	return testutil.Python{}
 }
+
+// A CPython the walker cannot read (3.10 has no native_thread_id): one
+// warning line, and the recording goes on with native stacks.
+func TestRecordPythonUnsupported(t *testing.T) {
+	testutil.RequireRoot(t)
+	home, _ := os.UserHomeDir()
+	py := filepath.Join(home, ".pyenv/versions/3.10.13/bin/python3.10")
+	if _, err := os.Stat(py); err != nil {
+		t.Skipf("%s not installed", py)
+	}
+	script := pyWorkload(t, "sleep.py")
+	// 3.10's time.sleep waits in select(): idle by blockprof's rules.
+	truth, p, r := profileWorkload(t, py, []string{script, "3"}, "-q", "--idle")
+	warn := strings.TrimSpace(r.stderr.String())
+	if strings.Count(warn, "\n") != 0 || !strings.Contains(warn, "warning") || !strings.Contains(warn, "3.10") {
+		t.Errorf("stderr %q: want one warning line naming 3.10", warn)
+	}
+	b, _ := truth.Block("blocker")
+	got, stack := pyTotal(t, p, b.TID, "")
+	t.Logf("stack: %v", stack)
+	testutil.Near(t, got, b.Seconds, 0.05, "thread off-CPU seconds")
+	if hasFrame(stack, "blocker") {
+		t.Errorf("Python frames from an unsupported version: %v", stack)
+	}
+}
