@@ -120,7 +120,7 @@ func (t *Target) readCode(id codeID) (*codeInfo, error) {
 // unicode reads a compact str object (code object names always are).
 func (t *Target) unicode(addr uint64) (string, error) {
 	o := &t.Offsets
-	hdr := make([]byte, o.UnicodeState+4)
+	hdr := make([]byte, max(o.UnicodeState+4, o.UnicodeLength+8))
 	if err := t.read(addr, hdr); err != nil {
 		return "", err
 	}

@@ -140,13 +140,18 @@ func (o *Offsets) check() error {
 	if o.FrameOwner >= frameReadSize {
 		return fmt.Errorf("frame owner at %d beyond the %d bytes read", o.FrameOwner, frameReadSize)
 	}
-	if o.CodeAdaptive > 1024 {
+	if o.CodeAdaptive < 16 || o.CodeAdaptive > 1024 {
 		return fmt.Errorf("code object header of %d bytes is implausible", o.CodeAdaptive)
 	}
-	for _, f := range []uint32{o.CodeFilename, o.CodeQualname, o.CodeLinetable, o.CodeFirstLine + 4, o.CodeArgcount + 4} {
-		if f+8 > o.CodeAdaptive+8 {
-			return fmt.Errorf("code object field at %d beyond its header", f)
+	// Resolve reads the header up to CodeAdaptive: 8-byte pointers and
+	// 4-byte ints must lie within.
+	for _, f := range []uint32{o.CodeFilename + 8, o.CodeQualname + 8, o.CodeLinetable + 8, o.CodeFirstLine + 4, o.CodeArgcount + 4} {
+		if f > o.CodeAdaptive {
+			return fmt.Errorf("code object field ending at %d beyond its %d-byte header", f, o.CodeAdaptive)
 		}
+	}
+	if o.UnicodeState > 256 || o.UnicodeLength > 256 || o.ASCIIData > 256 || o.CompactData > 256 {
+		return errors.New("str object offsets implausible")
 	}
 	return nil
 }
