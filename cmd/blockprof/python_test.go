@@ -195,3 +195,39 @@ func TestRecordPythonUnsupported(t *testing.T) {
 		t.Errorf("Python frames from an unsupported version: %v", stack)
 	}
 }
+
+// A thread without a Python thread state (pthread_create onto libc's
+// sleep) keeps its native stack, with no Python frames; the Python thread
+// waiting for it shows its own.
+func TestRecordPythonNativeThread(t *testing.T) {
+	testutil.RequireRoot(t)
+	py := firstPython(t)
+	script := pyWorkload(t, "native_thread.py")
+	truth, p, _ := profileWorkload(t, py.Path, []string{script}, "-q")
+	for _, b := range truth.Blocks {
+		got, stack := pyTotal(t, p, b.TID, "")
+		t.Logf("%s (tid %d): %v", b.Func, b.TID, stack)
+		// The truth is the whole join: the sleeper lived a little less.
+		testutil.Near(t, got, b.Seconds, 0.05, b.Func+" thread off-CPU seconds")
+		python := false
+		for _, s := range p.Sample {
+			if s.NumLabel["tid"][0] != int64(b.TID) {
+				continue
+			}
+			for _, loc := range s.Location {
+				python = python || loc.Mapping.File == "[python]"
+			}
+		}
+		switch b.Func {
+		case "sleep":
+			if python {
+				t.Errorf("native thread has Python frames: %v", stack)
+			}
+			if !containsFrame(stack, "clock_nanosleep") {
+				t.Errorf("native thread lost its native stack: %v", stack)
+			}
+		case "join_native":
+			checkPythonStack(t, stack, "join_native", "native_thread.py", blockLine(t, script, ""), "main")
+		}
+	}
+}
