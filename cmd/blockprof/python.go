@@ -32,6 +32,7 @@ type pyProc struct {
 	t         *python.Target // nil: not (or not yet) a readable CPython
 	firstSeen time.Time
 	done      bool // decided: registered, unsupported, or not Python
+	closed    bool // exited: its memory handle is closed
 }
 
 // detectPythons says whether any of pids runs CPython, before attaching
@@ -90,11 +91,17 @@ func (r *recorder) attachPython(tgid uint32) {
 	}
 }
 
-// retryPythons looks again at processes not yet known to be CPython.
+// retryPythons looks again at processes not yet known to be CPython, and
+// lets go of the memory of those that exited (their code objects stay
+// cached).
 func (r *recorder) retryPythons() {
 	for tgid, p := range r.pys {
-		if !p.done {
+		switch {
+		case !p.done:
 			r.attachPython(tgid)
+		case p.t != nil && !p.closed && !processExists(int(tgid)):
+			p.t.Close()
+			p.closed = true
 		}
 	}
 }
