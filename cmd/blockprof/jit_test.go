@@ -27,7 +27,10 @@ func TestRecordNodePerfMap(t *testing.T) {
 	}
 	const n = 5
 	script := filepath.Join(testutil.RepoRoot(t), "testdata/workloads/node/fifo.js")
-	w := testutil.Start(t, node, "--perf-basic-prof", "--interpreted-frames-native-stack", script, fifo, "5")
+	// --perf-basic-prof also writes V8's log: into the temp dir, not here.
+	v8log := "--logfile=" + filepath.Join(filepath.Dir(fifo), "v8.log")
+	w := testutil.Start(t, node, "--perf-basic-prof", "--interpreted-frames-native-stack",
+		"--no-logfile-per-isolate", v8log, script, fifo, "5")
 	t.Cleanup(func() { os.Remove("/tmp/perf-" + itoa(w.PID()) + ".map") })
 	wr, err := os.OpenFile(fifo, os.O_WRONLY, 0) // the workload opens its end before ready
 	if err != nil {
