@@ -33,6 +33,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseMaps -fuzztime 30s ./internal/symbolize/
 	$(GO) test -run '^$$' -fuzz FuzzParseKallsyms -fuzztime 30s ./internal/symbolize/
 	$(GO) test -run '^$$' -fuzz FuzzOpenELF -fuzztime 30s ./internal/symbolize/
+	$(GO) test -run '^$$' -fuzz FuzzParsePerfMap -fuzztime 30s ./internal/symbolize/
+	$(GO) test -run '^$$' -fuzz FuzzLineForInstr -fuzztime 30s ./internal/python/
+	$(GO) test -run '^$$' -fuzz FuzzParseDebugOffsets -fuzztime 30s ./internal/python/
 
 demo: build
 	./demo/run.sh

@@ -29,6 +29,7 @@
 
 #include "include/kernel.h"
 #include "include/blockprof.h"
+#include "include/python.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -109,6 +110,7 @@ struct task_state {
 	u32 last_state;
 	s64 last_sysnr;
 	u64 last_arg0;
+	u64 pystack; /* see python.h */
 };
 
 struct {
@@ -385,6 +387,7 @@ static __always_inline void close_interval(struct task_struct *t, struct task_st
 		key.waker_kstack = st->waker_kstack;
 		__builtin_memcpy(key.waker_comm, st->waker_comm, TASK_COMM_LEN);
 	}
+	key.pystack = st->pystack;
 
 	u32 active = agg_enter();
 	void *agg = &agg0;
@@ -834,6 +837,7 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 		st->ustack = stack_id(ctx, &ustacks, BPF_F_USER_STACK, DROP_USTACK_COLLISION,
 				      DROP_USTACK_ERROR);
 	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, st, prev_state, nr, BPF_CORE_READ(regs, di)) : -1;
+	st->pystack = py_stack_id(prev);
 	/* Last, so the interval starts as close to the switch as possible. */
 	st->ts_out = bpf_ktime_get_ns();
 	return 0;

@@ -3,6 +3,7 @@ package profiles
 import (
 	"fmt"
 	"io"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -272,6 +273,7 @@ func (b *builder) location(loc *symbolize.Location, pm *profile.Mapping) *profil
 		if sys == "" {
 			sys = name
 		}
+		name = pprofName(name, f.File)
 		pl.Line = append(pl.Line, profile.Line{
 			Function: b.function(profile.Function{
 				Name:       name,
@@ -297,4 +299,15 @@ func (b *builder) function(f profile.Function) *profile.Function {
 	b.functions[key] = pf
 	b.pp.Function = append(b.pp.Function, pf)
 	return pf
+}
+
+// pprofName keeps pprof from erasing a name: it drops a leading "<...>"
+// as a C++ template argument list, so Python's "<module>" or "<listcomp>"
+// would show as nothing. Those get the module's name in front
+// ("script.<module>"), as qualified names have the class.
+func pprofName(name, file string) string {
+	if !strings.HasPrefix(name, "<") || file == "" {
+		return name
+	}
+	return strings.TrimSuffix(path.Base(file), ".py") + "." + name
 }

@@ -245,8 +245,14 @@ func where(s Sample, width int) string {
 		kern = "  [" + k + "]"
 	}
 	if t := s.Labels["target"]; t != "" && s.Labels["syscall"] != "" {
-		// What it waited on says more than the kernel function.
-		kern = "  [" + s.Labels["syscall"] + " " + clipLeft(t, 40) + "]"
+		// What it waited on says more than the kernel function; sleeps,
+		// polls, futexes and children say their syscall themselves.
+		switch kind, _, _ := strings.Cut(t, " "); kind {
+		case "sleep", "poll", "futex", "child":
+			kern = "  [" + clipLeft(t, 32) + "]"
+		default:
+			kern = "  [" + s.Labels["syscall"] + " " + clipLeft(t, 32) + "]"
+		}
 	}
 	render := func(es []entry, callerLines bool) string {
 		if len(es) == 0 {
@@ -512,6 +518,7 @@ var detailOnly = map[string]bool{
 	"thread_names_full": true, "latency_histograms_full": true,
 	"fd_target_unreadable": true, "syscall_arg_unreadable": true,
 	"user_symbols_process_gone": true,
+	"python_frames_unreadable":  true, "python_stack_truncated": true,
 }
 
 // fmtDur keeps three significant digits so columns stay narrow.

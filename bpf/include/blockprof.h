@@ -38,6 +38,8 @@ enum drop_reason {
 	DROP_DRAIN_RACE,           /* (user space) a drained map still had a writer */
 	DROP_UNCLOSED,             /* an interval never closed: its switch-in was not seen */
 	DROP_SWITCHIN_MISSED,      /* ... but it was woken: blocked time kept, run-queue time lost */
+	DROP_PY_READ,              /* Python thread state or frames unreadable (stack cut short) */
+	DROP_PY_TRUNCATED,         /* Python stack deeper than PY_MAX_FRAMES (outer frames cut) */
 	DROP_MAX,
 };
 
@@ -90,6 +92,8 @@ struct agg_key {
 	u32 waker_tgid, waker_tid; /* 0 unless waker_kind is WAKER_TASK */
 	s32 waker_ustack, waker_kstack; /* with cfg_waker_stacks, else -1 */
 	char waker_comm[TASK_COMM_LEN];
+	/* Python frames: key of py_stacks (bpf/include/python.h), 0 if none. */
+	u64 pystack;
 };
 
 #define PATH_PARTS 8

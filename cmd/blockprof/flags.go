@@ -28,6 +28,7 @@ type recordConfig struct {
 	stacks    string // user,kernel | user | kernel
 	exactK    bool
 	noRunQ    bool
+	noPython  bool
 	idle      bool
 	// What blocked syscalls waited on, and who woke them.
 	syscalls     []string       // --syscalls: names, "none" for none
@@ -76,6 +77,7 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	fs.StringVar(&c.stacks, "stacks", "user,kernel", "which stacks to capture: user,kernel | user | kernel")
 	fs.BoolVar(&c.exactK, "exact-kernel-stacks", false, "walk the kernel stack at every switch-out, never reuse the last one")
 	fs.BoolVar(&c.noRunQ, "no-runqueue", false, "don't split off-CPU time into blocked and run-queue (cheaper for the rest of the machine)")
+	fs.BoolVar(&c.noPython, "no-python", false, "don't read Python frames of CPython targets (native stacks only)")
 	fs.BoolVar(&c.idle, "idle", false, "keep idle waits (event-loop waits, accept, parked Go threads) in the profile, labelled kind=idle")
 	fs.StringSliceVar(&c.syscalls, "syscalls", nil, "only intervals blocked in these syscalls, e.g. read,connect,fsync (\"none\": in no syscall)")
 	target := fs.String("target", "", "only intervals whose target (file, socket, futex, ...) matches this regular expression")

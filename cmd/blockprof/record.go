@@ -59,7 +59,9 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}()
 
 	r := &recorder{cfg: cfg, stderr: stderr, start: start, procs: map[uint32]*symbolize.Process{},
-		agg: map[recordKey]*attach.Record{}}
+		agg: map[recordKey]*attach.Record{}, pys: map[uint32]*pyProc{}, pyLocs: map[string][]symbolize.Location{}}
+	// The Python frame walker is loaded only when it may find something.
+	r.python = !cfg.noPython && (len(cfg.command) > 0 || detectPythons(cfg.pids))
 	r.sym = symbolize.New(symbolize.Options{})
 	defer r.sym.Close()
 
@@ -72,6 +74,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		pids = []int{child.Process.Pid}
+		r.child = uint32(child.Process.Pid)
 		defer func() {
 			if child.ProcessState == nil { // attach failed: the gate closes, CMD never runs
 				child.Process.Kill()
@@ -96,6 +99,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		WakerStacks:       cfg.wakerStacks,
 		Syscalls:          cfg.syscallNrs,
 		NoSyscall:         cfg.noSyscall,
+		Python:            r.python,
 	})
 	if err != nil {
 		return fail(err)
@@ -152,6 +156,10 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		scan = t.C
 	}
 
+	// Python code objects are read as soon as their stacks appear: a
+	// short-lived interpreter may exit before the next drain.
+	pyNew := r.watchPython()
+
 	status := newStatusLine(stderr, cfg.quiet)
 	tick := time.NewTicker(cfg.interval)
 	defer tick.Stop()
@@ -165,6 +173,13 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			why = "duration reached"
 		case <-scan:
 			r.attachChildren()
+			r.retryPythons()
+		case st, ok := <-pyNew:
+			if !ok {
+				pyNew = nil
+				continue
+			}
+			r.prefetchPython(st)
 		case <-tick.C:
 			if err := r.drain(); err != nil {
 				status.clear()

@@ -62,6 +62,13 @@ type recording struct {
 // until it is counting.
 func startRecord(t *testing.T, args ...string) *recording {
 	t.Helper()
+	return startRecordStdin(t, "", args...)
+}
+
+// startRecordStdin is startRecord with stdin (which a launched command
+// inherits) reading the given text.
+func startRecordStdin(t *testing.T, stdin string, args ...string) *recording {
+	t.Helper()
 	dir := t.TempDir()
 	r := &recording{out: filepath.Join(dir, "out.pb.gz")}
 	ready := filepath.Join(dir, "ready")
@@ -69,6 +76,9 @@ func startRecord(t *testing.T, args ...string) *recording {
 	r.cmd = exec.Command(blockprofBin(t), args...)
 	r.cmd.Stdout = &r.stdout
 	r.cmd.Stderr = &r.stderr
+	if stdin != "" {
+		r.cmd.Stdin = strings.NewReader(stdin)
+	}
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ type recordKey struct {
 	fd             int32
 	target         *attach.Target // one pointer per target for the session
 	waker          attach.Waker
+	py             string // resolved Python frames (key of recorder.pyLocs), "" if none
 }
 
 // recorder accumulates what the kernel aggregated, drain after drain.
@@ -46,6 +47,13 @@ type recorder struct {
 	intervals            uint64
 	drains               int
 	ignoreTIDs           map[uint32]bool // threads of the exec gate, not of the command
+
+	// Python targets (python.go).
+	python       bool   // the frame walker is loaded
+	child        uint32 // the launched command's pid, 0 with -p
+	pys          map[uint32]*pyProc
+	pyLocs       map[string][]symbolize.Location
+	pyUnresolved uint64 // intervals with a Python frame that could not be named
 }
 
 func (r *recorder) drain() error {
@@ -62,7 +70,13 @@ func (r *recorder) drain() error {
 		if _, ok := r.procs[rec.TGID]; !ok {
 			r.attachProcess(rec.TGID) // a child forked since the last drain
 		}
-		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind, rec.SysNr, rec.Fd, rec.Target, rec.Waker}
+		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind, rec.SysNr, rec.Fd, rec.Target, rec.Waker, ""}
+		if locs, key := r.resolvePython(rec); key != "" {
+			k.py = key
+			if _, ok := r.pyLocs[key]; !ok {
+				r.pyLocs[key] = locs
+			}
+		}
 		r.blocked += rec.Blocked
 		r.runQueue += rec.RunQueue
 		r.intervals += rec.Count
@@ -75,6 +89,7 @@ func (r *recorder) drain() error {
 		}
 		r.agg[k] = rec
 	}
+	r.retryPythons()
 	// New mappings (dlopen, exec) are picked up while the process lives.
 	if r.drains%5 == 0 {
 		for _, p := range r.procs {
@@ -89,6 +104,7 @@ func (r *recorder) drain() error {
 // attachProcess takes what symbolization will need from a live process.
 // A process that is already gone is remembered as such (nil).
 func (r *recorder) attachProcess(tgid uint32) {
+	r.attachPython(tgid) // first: its first stacks may come soon
 	p, err := r.sym.Attach(int(tgid))
 	if err != nil {
 		p = nil
@@ -193,16 +209,21 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 		if w := rec.Waker.String(); w != "" {
 			s.Labels["waker"] = w
 		}
+		var user []symbolize.Location
 		if len(rec.UserStack) > 0 {
 			if proc != nil {
-				s.Stack = append(s.Stack, proc.Locations(callSites(rec.UserStack))...)
+				user = proc.Locations(callSites(rec.UserStack))
 			} else {
 				p.Drops["user_symbols_process_gone"] += rec.Count
 				for _, a := range callSites(rec.UserStack) {
-					s.Stack = append(s.Stack, symbolize.Location{Address: a})
+					user = append(user, symbolize.Location{Address: a})
 				}
 			}
 		}
+		if k.py != "" {
+			user = splicePython(user, r.pyLocs[k.py])
+		}
+		s.Stack = append(s.Stack, user...)
 		if rec.Kind == attach.Blocked {
 			if rule := idle.Classify(sys, s.Stack); rule != "" {
 				s.Kind = profiles.KindIdle
@@ -223,6 +244,11 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 		p.Comments = append(p.Comments, fmt.Sprintf("%d intervals left out by --target", filtered))
 	}
 	p.Latency = latencyTable(lat, p.Samples)
+	if r.pyUnresolved > 0 {
+		// Times are exact; only names are missing (not a loss).
+		p.Comments = append(p.Comments, fmt.Sprintf("%d intervals have Python frames left as [python+0x…]: "+
+			"their code objects were freed, or the process exited, before they could be read", r.pyUnresolved))
+	}
 
 	for tgid, proc := range r.procs {
 		info := profiles.Process{PID: int(tgid), Exited: !processExists(int(tgid))}

@@ -32,6 +32,7 @@ type blockprofAggKey struct {
 	WakerUstack int32
 	WakerKstack int32
 	WakerComm   [16]int8
+	Pystack     uint64
 }
 
 type blockprofAggVal struct {
@@ -61,7 +62,9 @@ const (
 	blockprofDropReasonDROP_DRAIN_RACE       blockprofDropReason = 13
 	blockprofDropReasonDROP_UNCLOSED         blockprofDropReason = 14
 	blockprofDropReasonDROP_SWITCHIN_MISSED  blockprofDropReason = 15
-	blockprofDropReasonDROP_MAX              blockprofDropReason = 16
+	blockprofDropReasonDROP_PY_READ          blockprofDropReason = 16
+	blockprofDropReasonDROP_PY_TRUNCATED     blockprofDropReason = 17
+	blockprofDropReasonDROP_MAX              blockprofDropReason = 18
 )
 
 type blockprofFdKey struct {
@@ -118,6 +121,44 @@ type blockprofPathArg struct {
 	Path [256]int8
 }
 
+type blockprofPyScratch struct {
+	_     structs.HostLayout
+	Stack blockprofPyStack
+	Frame [72]uint8
+}
+
+type blockprofPyStack struct {
+	_         structs.HostLayout
+	N         uint32
+	Truncated uint32
+	Tgid      uint32
+	Pad       uint32
+	Code      [128]uint64
+	Instr     [128]uint32
+}
+
+type blockprofPyTarget struct {
+	_                structs.HostLayout
+	Runtime          uint64
+	InterpretersHead uint32
+	ThreadsHead      uint32
+	ThreadNext       uint32
+	NativeThreadId   uint32
+	ThreadFrame      uint32
+	CframeCurrent    int32
+	FrameCode        uint32
+	FramePrevious    uint32
+	FrameInstr       uint32
+	FrameOwner       uint32
+	OwnerCstack      uint32
+	CodeAdaptive     uint32
+}
+
+type blockprofPyThread struct {
+	_      structs.HostLayout
+	Tstate uint64
+}
+
 type blockprofTargetKind uint32
 
 const (
@@ -160,6 +201,7 @@ type blockprofTaskState struct {
 	_           [4]byte
 	LastSysnr   int64
 	LastArg0    uint64
+	Pystack     uint64
 }
 
 type blockprofThreadInfo struct {
@@ -191,6 +233,11 @@ const (
 	blockprofMapLatency            = "latency"
 	blockprofMapPathArgs           = "path_args"
 	blockprofMapPathScratch        = "path_scratch"
+	blockprofMapPyNew              = "py_new"
+	blockprofMapPyScratch          = "py_scratch"
+	blockprofMapPyStacks           = "py_stacks"
+	blockprofMapPyTargets          = "py_targets"
+	blockprofMapPyThreads          = "py_threads"
 	blockprofMapTargetTids         = "target_tids"
 	blockprofMapTargets            = "targets"
 	blockprofMapThreads            = "threads"
@@ -211,6 +258,7 @@ const (
 	blockprofVarCfgMaxBlockNs      = "cfg_max_block_ns"
 	blockprofVarCfgMinBlockNs      = "cfg_min_block_ns"
 	blockprofVarCfgPreempted       = "cfg_preempted"
+	blockprofVarCfgPython          = "cfg_python"
 	blockprofVarCfgReuseKstack     = "cfg_reuse_kstack"
 	blockprofVarCfgSingleTgid      = "cfg_single_tgid"
 	blockprofVarCfgSyscallMask     = "cfg_syscall_mask"
@@ -287,6 +335,11 @@ type blockprofMapSpecs struct {
 	Latency     *ebpf.MapSpec `ebpf:"latency"`
 	PathArgs    *ebpf.MapSpec `ebpf:"path_args"`
 	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
+	PyNew       *ebpf.MapSpec `ebpf:"py_new"`
+	PyScratch   *ebpf.MapSpec `ebpf:"py_scratch"`
+	PyStacks    *ebpf.MapSpec `ebpf:"py_stacks"`
+	PyTargets   *ebpf.MapSpec `ebpf:"py_targets"`
+	PyThreads   *ebpf.MapSpec `ebpf:"py_threads"`
 	TargetTids  *ebpf.MapSpec `ebpf:"target_tids"`
 	Targets     *ebpf.MapSpec `ebpf:"targets"`
 	Threads     *ebpf.MapSpec `ebpf:"threads"`
@@ -309,6 +362,7 @@ type blockprofVariableSpecs struct {
 	CfgMaxBlockNs      *ebpf.VariableSpec `ebpf:"cfg_max_block_ns"`
 	CfgMinBlockNs      *ebpf.VariableSpec `ebpf:"cfg_min_block_ns"`
 	CfgPreempted       *ebpf.VariableSpec `ebpf:"cfg_preempted"`
+	CfgPython          *ebpf.VariableSpec `ebpf:"cfg_python"`
 	CfgReuseKstack     *ebpf.VariableSpec `ebpf:"cfg_reuse_kstack"`
 	CfgSingleTgid      *ebpf.VariableSpec `ebpf:"cfg_single_tgid"`
 	CfgSyscallMask     *ebpf.VariableSpec `ebpf:"cfg_syscall_mask"`
@@ -353,6 +407,11 @@ type blockprofMaps struct {
 	Latency     *ebpf.Map `ebpf:"latency"`
 	PathArgs    *ebpf.Map `ebpf:"path_args"`
 	PathScratch *ebpf.Map `ebpf:"path_scratch"`
+	PyNew       *ebpf.Map `ebpf:"py_new"`
+	PyScratch   *ebpf.Map `ebpf:"py_scratch"`
+	PyStacks    *ebpf.Map `ebpf:"py_stacks"`
+	PyTargets   *ebpf.Map `ebpf:"py_targets"`
+	PyThreads   *ebpf.Map `ebpf:"py_threads"`
 	TargetTids  *ebpf.Map `ebpf:"target_tids"`
 	Targets     *ebpf.Map `ebpf:"targets"`
 	Threads     *ebpf.Map `ebpf:"threads"`
@@ -373,6 +432,11 @@ func (m *blockprofMaps) Close() error {
 		m.Latency,
 		m.PathArgs,
 		m.PathScratch,
+		m.PyNew,
+		m.PyScratch,
+		m.PyStacks,
+		m.PyTargets,
+		m.PyThreads,
 		m.TargetTids,
 		m.Targets,
 		m.Threads,
@@ -396,6 +460,7 @@ type blockprofVariables struct {
 	CfgMaxBlockNs      *ebpf.Variable `ebpf:"cfg_max_block_ns"`
 	CfgMinBlockNs      *ebpf.Variable `ebpf:"cfg_min_block_ns"`
 	CfgPreempted       *ebpf.Variable `ebpf:"cfg_preempted"`
+	CfgPython          *ebpf.Variable `ebpf:"cfg_python"`
 	CfgReuseKstack     *ebpf.Variable `ebpf:"cfg_reuse_kstack"`
 	CfgSingleTgid      *ebpf.Variable `ebpf:"cfg_single_tgid"`
 	CfgSyscallMask     *ebpf.Variable `ebpf:"cfg_syscall_mask"`

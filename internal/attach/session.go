@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
 	"github.com/cilium/ebpf/rlimit"
 )
 
@@ -47,6 +48,9 @@ type Options struct {
 	// NoSyscall then also keeps those in no syscall (faults, preemption).
 	Syscalls  []int
 	NoSyscall bool
+	// Python loads the CPython frame walker (see AddPython); off, targets
+	// pay nothing for it.
+	Python bool
 }
 
 // Kind says what an off-CPU interval was.
@@ -89,6 +93,10 @@ type Record struct {
 	Count                            uint64
 	Blocked, RunQueue                time.Duration
 	Bytes                            uint64 // asked for by read/write-like calls, summed
+	// Python holds the thread's Python frames (nil if none); PyStackID
+	// is their content hash, equal for equal frames.
+	Python    *PyStack
+	PyStackID uint64
 }
 
 // Thread names one thread seen off-CPU.
@@ -111,6 +119,10 @@ type Session struct {
 	kstack     map[int32][]uint64
 	wkstack    map[int32][]uint64
 	targets    map[targetKey]*Target // copied out of LRU maps before eviction
+	python     bool
+	pystacks   map[uint64]*PyStack // copied out before LRU eviction
+	pyReader   *ringbuf.Reader     // see NextPythonStack
+	closed     bool
 }
 
 // targetKey is a target's identity in the kernel's keys.
@@ -173,13 +185,15 @@ func Open(opts Options) (s *Session, err error) {
 		blockprofVarCfgFilterSyscalls: len(opts.Syscalls) > 0,
 		blockprofVarCfgAllowNosyscall: opts.NoSyscall,
 		blockprofVarCfgSyscallMask:    mask,
+		blockprofVarCfgPython:         opts.Python,
 	} {
 		if err := set(name, v); err != nil {
 			return nil, fmt.Errorf("configure %s: %w", name, err)
 		}
 	}
 
-	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, wkstack: map[int32][]uint64{}, targets: map[targetKey]*Target{}}
+	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, wkstack: map[int32][]uint64{},
+		targets: map[targetKey]*Target{}, python: opts.Python, pystacks: map[uint64]*PyStack{}}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -277,6 +291,7 @@ func (s *Session) Drain() ([]Record, error) {
 			r.KernelStack, r.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
 			r.WakerUserStack, r.Waker.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.WakerUstack)
 			r.WakerKernelStack, r.Waker.KernelStackID = s.stack(s.objs.Wkstacks, s.wkstack, k.WakerKstack)
+			r.Python, r.PyStackID = s.pyStack(k.Pystack), k.Pystack
 			recs = append(recs, r)
 		}
 	}
@@ -478,6 +493,10 @@ func dropName(r blockprofDropReason) string {
 		return "interval_unclosed"
 	case blockprofDropReasonDROP_SWITCHIN_MISSED:
 		return "switch_in_missed"
+	case blockprofDropReasonDROP_PY_READ:
+		return "python_frames_unreadable"
+	case blockprofDropReasonDROP_PY_TRUNCATED:
+		return "python_stack_truncated"
 	}
 	return fmt.Sprintf("reason_%d", r)
 }
@@ -543,7 +562,15 @@ func cString(b []int8) string {
 
 // Close detaches and unloads everything. Safe to call more than once.
 func (s *Session) Close() error {
-	return errors.Join(s.Detach(), s.objs.Close())
+	s.mu.Lock()
+	var rerr error
+	if s.pyReader != nil {
+		rerr = s.pyReader.Close()
+		s.pyReader = nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	return errors.Join(s.Detach(), rerr, s.objs.Close())
 }
 
 // LoadedPrograms lists BPF programs of blockprof's that are loaded on the

@@ -187,7 +187,8 @@ func newArgTarget(kind blockprofTargetKind, a, b uint64) *Target {
 
 // String is the label value: "file /var/lib/app/wal.log", "fifo /tmp/f",
 // "pipe:[1234]", "tcp 10.0.0.5:51234->10.0.0.7:6379", "unix /run/x.sock",
-// "futex 0x7f3a2c001040 wait", "sleep 20ms", "poll 3 fds, timeout 1s",
+// "futex 0x7f3a2c001040 wait", "sleep 20ms", "sleep 200ms (deadline)" (the
+// time left when it blocked), "poll 3 fds, timeout 1s",
 // "child 4242".
 func (t *Target) String() string {
 	switch t.Kind {
@@ -218,7 +219,7 @@ func (t *Target) String() string {
 		case t.Unknown:
 			return "sleep until a deadline"
 		case t.Deadline:
-			return "sleep until deadline, " + t.Duration.String() + " left"
+			return "sleep " + t.Duration.String() + " (deadline)"
 		}
 		return "sleep " + t.Duration.String()
 	case "poll":

@@ -72,7 +72,7 @@ func TestArgTargetString(t *testing.T) {
 		{blockprofTargetKindTK_FUTEX, 0x7f00dead0040, 0, "futex 0x7f00dead0040 wait"},
 		{blockprofTargetKindTK_FUTEX, 0x1000, 9 | futexTimed, "futex 0x1000 wait_bitset, timed"},
 		{blockprofTargetKindTK_SLEEP, uint64(20 * time.Millisecond), 0, "sleep 20ms"},
-		{blockprofTargetKindTK_SLEEP, uint64(200 * time.Millisecond), sleepDeadline, "sleep until deadline, 200ms left"},
+		{blockprofTargetKindTK_SLEEP, uint64(200 * time.Millisecond), sleepDeadline, "sleep 200ms (deadline)"},
 		{blockprofTargetKindTK_SLEEP, 0, sleepDeadline | sleepUnknown, "sleep until a deadline"},
 		{blockprofTargetKindTK_POLL, 3, never, "poll 3 fds, no timeout"},
 		{blockprofTargetKindTK_POLL, 64, uint64(time.Second), "poll 64 fds, timeout 1s"},

@@ -24,6 +24,7 @@ type Process struct {
 	regions []region // sorted by start, not overlapping
 	main    *Mapping
 	exited  bool
+	perf    *perfMapFile // JIT symbols, nil if the process's start is unknown
 }
 
 type region struct {
@@ -51,6 +52,7 @@ func (s *Symbolizer) Attach(pid int) (*Process, error) {
 		return nil, fmt.Errorf("attach %d: %w", pid, err)
 	}
 	p.regions, p.main = p.build(entries, nil)
+	p.perf = newPerfMapFile(p.procDir, pid)
 	return p, nil
 }
 
@@ -258,17 +260,29 @@ func (p *Process) Locations(addrs []uint64) []Location {
 	p.mu.RUnlock()
 	locs := make([]Location, len(addrs))
 	var hit, miss int64
+	var perf *perfMap
+	perfLoaded := false
 	for i, a := range addrs {
 		locs[i].Address = a
 		r := findRegion(regions, a)
-		if r == nil {
-			miss++
-			continue
+		if r != nil {
+			locs[i].Mapping = r.m
+			if r.obj != nil {
+				if pc, ok := r.obj.fileAddr(r.m, a); ok {
+					locs[i].Frames = r.obj.lookup(pc)
+				}
+			}
 		}
-		locs[i].Mapping = r.m
-		if r.obj != nil {
-			if pc, ok := r.obj.fileAddr(r.m, a); ok {
-				locs[i].Frames = r.obj.lookup(pc)
+		// JIT code: anonymous memory, or memory mapped after the last
+		// look at the maps.
+		if r == nil || r.obj == nil {
+			if !perfLoaded {
+				perf, perfLoaded = p.perf.get(), true
+			}
+			if perf != nil {
+				if name := perf.lookup(a); name != "" {
+					locs[i].Frames = []Frame{{Function: name, SystemName: name}}
+				}
 			}
 		}
 		if len(locs[i].Frames) > 0 {
