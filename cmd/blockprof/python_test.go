@@ -119,19 +119,43 @@ func TestRecordPythonThreads(t *testing.T) {
 	}
 }
 
-// An async handler that blocks the event loop: the coroutine and its
-// callers up to the loop's run method.
+// An asyncio loop that blocks: a time.sleep in one coroutine, a sync socket
+// round trip in another, each with its callers up to the loop's run method
+// and the socket's peer; and the right way, asyncio.to_thread, whose sleep
+// shows on a worker thread and never on the loop thread.
 func TestRecordPythonAsyncio(t *testing.T) {
 	testutil.RequireRoot(t)
 	py := firstPython(t)
 	script := pyWorkload(t, "asyncio_app.py")
 	truth, p, _ := profileWorkload(t, py.Path, []string{script, "20"}, "-q")
-	b, _ := truth.Block("handle_request")
-	got, stack := pyTotal(t, p, b.TID, "handle_request")
-	t.Logf("stack: %v", stack)
-	testutil.Near(t, got, b.Seconds, 0.05, "handle_request off-CPU seconds")
-	checkPythonStack(t, stack, "handle_request", "asyncio_app.py", blockLine(t, script, ""),
-		"serve", "BaseEventLoop._run_once", "BaseEventLoop.run_forever", "BaseEventLoop.run_until_complete", "main")
+	loop, _ := truth.Block("handle_request")
+	for _, b := range truth.Blocks {
+		got, stack := pyTotal(t, p, b.TID, b.Func)
+		t.Logf("%s (tid %d): %v", b.Func, b.TID, stack)
+		testutil.Near(t, got, b.Seconds, 0.05, b.Func+" off-CPU seconds")
+		line := blockLine(t, script, b.Func)
+		switch b.Func {
+		case "blocking_io":
+			if b.TID == loop.TID {
+				t.Fatalf("to_thread ran blocking_io on the loop thread")
+			}
+			checkPythonStack(t, stack, b.Func, "asyncio_app.py", line, "Thread.run", "Thread._bootstrap")
+			if onLoop, _ := pyTotal(t, p, loop.TID, b.Func); onLoop != 0 {
+				t.Errorf("blocking_io shows %.4fs on the loop thread", onLoop)
+			}
+		default:
+			checkPythonStack(t, stack, b.Func, "asyncio_app.py", line,
+				"serve", "BaseEventLoop._run_once", "BaseEventLoop.run_forever", "BaseEventLoop.run_until_complete", "main")
+		}
+		if share := syscallShare(t, p, int64(b.TID), b.Func, b.Syscall); share < 0.999 {
+			t.Errorf("%s: only %.1f%% of its time labelled syscall=%s", b.Func, 100*share, b.Syscall)
+		}
+		if b.Target != "" {
+			if targets := targetsOf(p, int64(b.TID), b.Func); len(targets) != 1 || !targets[b.Target] {
+				t.Errorf("%s: targets %v, want %q", b.Func, targets, b.Target)
+			}
+		}
+	}
 }
 
 // `-- python3 script.py`: blockprof launches the interpreter, finds it is
