@@ -618,19 +618,19 @@ static __always_inline bool path_target(u64 uaddr, struct task_state *st)
 	struct path_arg *pa = bpf_map_lookup_elem(&path_scratch, &zero);
 	if (!pa)
 		return false;
+	/* Zero first: the hash covers the whole buffer, and the map value
+	 * must be a clean string. */
+	__builtin_memset(pa, 0, sizeof(*pa));
 	long n = bpf_probe_read_user_str(pa->path, sizeof(pa->path), (void *)uaddr);
 	if (n <= 0)
 		return false;
-	/* FNV-1a over the bytes read; the rest of the buffer is zeroed so
-	 * the map value is a clean string. */
+	/* Hash word by word, without a branch per byte: a byte loop with an
+	 * end test made the verifier walk ~250k instructions (200 ms of
+	 * attach time). */
+	u64 *w = (u64 *)pa->path;
 	u64 h = 0xcbf29ce484222325ULL;
-	for (int i = 0; i < PATH_ARG_LEN; i++) {
-		if (i >= n) {
-			pa->path[i] = 0;
-			continue;
-		}
-		h = (h ^ (u8)pa->path[i]) * 0x100000001b3ULL;
-	}
+	for (int i = 0; i < PATH_ARG_LEN / 8; i++)
+		h = (h ^ w[i]) * 0x100000001b3ULL;
 	st->tkind = TK_PATH;
 	st->ta = h;
 	if (!bpf_map_lookup_elem(&path_args, &h))
