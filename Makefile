@@ -33,6 +33,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseMaps -fuzztime 30s ./internal/symbolize/
 	$(GO) test -run '^$$' -fuzz FuzzParseKallsyms -fuzztime 30s ./internal/symbolize/
 	$(GO) test -run '^$$' -fuzz FuzzOpenELF -fuzztime 30s ./internal/symbolize/
+	$(GO) test -run '^$$' -fuzz FuzzParseEhFrame -fuzztime 30s ./internal/unwind/
 
 demo: build
 	./demo/run.sh
