@@ -96,7 +96,8 @@ type interp struct {
 // runFDE returns the rows of one FDE, in address order, all within
 // [f.begin, f.end). On a bad instruction it returns the rows so far and
 // an error.
-func runFDE(p *cfiParser, f *fde) ([]rawRow, error) {
+// The rows are appended to buf[:0], so one buffer serves every FDE.
+func runFDE(p *cfiParser, f *fde, buf []rawRow) ([]rawRow, error) {
 	in := &interp{c: f.cie, p: p}
 	var st frameState
 	st.ra = regRule{kind: ruleSame}
@@ -104,7 +105,7 @@ func runFDE(p *cfiParser, f *fde) ([]rawRow, error) {
 		return nil, fmt.Errorf("CIE initial instructions: %w", err)
 	}
 	in.initial = st
-	var rows []rawRow
+	rows := buf[:0]
 	err := in.run(f.insns, &st, f, &rows)
 	return rows, err
 }
@@ -250,7 +251,7 @@ func (in *interp) step(op byte, r *reader, st *frameState, stack *[]frameState, 
 	case cfaDefCFAExpression:
 		expr := r.bytes(r.uleb())
 		if r.err == nil {
-			st.cfa = cfaRule{expr: append([]byte{}, expr...)}
+			st.cfa = cfaRule{expr: expr} // points into the section data
 		}
 	case cfaExpression:
 		reg := r.uleb()

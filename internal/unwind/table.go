@@ -236,13 +236,15 @@ func BuildFromEhFrame(data []byte, vaddr uint64) (*Table, error) {
 // fdeRows is one FDE converted to rows, the last one being its end.
 type fdeRows struct {
 	begin, end  uint64
-	rows        []Row
+	lo, hi      int // rows are builder.arena[lo:hi]
 	unsupported bool
 }
 
 type builder struct {
 	exec  [][2]uint64 // executable PT_LOAD ranges; nil = accept all
 	stats Stats
+	arena []Row    // rows of all FDEs, one allocation instead of one per FDE
+	raw   []rawRow // scratch for runFDE
 }
 
 func (b *builder) inExec(begin, end uint64) bool {
@@ -266,31 +268,33 @@ func (b *builder) collect(p *cfiParser) ([]fdeRows, error) {
 			return
 		}
 		fr := fdeRows{begin: f.begin, end: f.end}
-		var raw []rawRow
 		var err error
 		if !bad {
 			if f.cie.raReg != regRA {
 				err = fmt.Errorf("return address in register %d", f.cie.raReg)
 			} else {
-				raw, err = runFDE(p, f)
+				b.raw, err = runFDE(p, f, b.raw)
 			}
 		}
+		fr.lo = len(b.arena)
 		if bad || err != nil {
 			b.stats.BadRecords++
 			// The range is known but its rules are not: never guess.
-			fr.rows = []Row{{PC: f.begin, CFA: CFAUnsupported, RBP: RBPUnsupported}}
+			b.arena = append(b.arena, Row{PC: f.begin, CFA: CFAUnsupported, RBP: RBPUnsupported})
+			fr.hi = len(b.arena)
 			fr.unsupported = true
 			out = append(out, fr)
 			return
 		}
-		for _, rr := range raw {
+		for _, rr := range b.raw {
 			row := compact(rr)
 			if row.CFA == CFAUnsupported || row.RBP == RBPUnsupported {
 				fr.unsupported = true
 			}
-			fr.rows = append(fr.rows, row)
+			b.arena = append(b.arena, row)
 		}
-		if len(fr.rows) == 0 {
+		fr.hi = len(b.arena)
+		if fr.hi == fr.lo {
 			b.stats.SkippedFDEs++
 			return
 		}
@@ -388,7 +392,7 @@ func (b *builder) table(eh, dbg []fdeRows) *Table {
 		all = append(all, d)
 	}
 	sortFDEs(all)
-	t := &Table{}
+	t := &Table{Rows: make([]Row, 0, len(b.arena)+len(all))}
 	var end uint64
 	for i, f := range all {
 		if i > 0 && f.begin < end {
@@ -399,7 +403,7 @@ func (b *builder) table(eh, dbg []fdeRows) *Table {
 		} else if n := len(t.Rows); n > 0 && t.Rows[n-1].PC == f.begin && t.Rows[n-1].CFA == CFANone {
 			t.Rows = t.Rows[:n-1] // the previous FDE's end marker
 		}
-		for _, r := range f.rows {
+		for _, r := range b.arena[f.lo:f.hi] {
 			t.Rows = appendMerged(t.Rows, r)
 		}
 		t.Rows = appendMerged(t.Rows, Row{PC: f.end})
@@ -416,7 +420,9 @@ func (b *builder) table(eh, dbg []fdeRows) *Table {
 		}
 	}
 	t.Stats = b.stats
-	t.Rows = append([]Row(nil), t.Rows...) // drop spare capacity
+	if cap(t.Rows)-len(t.Rows) > len(t.Rows)/4 {
+		t.Rows = append([]Row(nil), t.Rows...) // drop spare capacity after merging
+	}
 	return t
 }
 
