@@ -160,33 +160,34 @@ func Build(f *elf.File) (*Table, error) {
 	if s := f.Section(".got"); s != nil {
 		enc.data = s.Addr
 	}
-	var eh []fdeRows
+	// One bad section does not hide the other: .debug_frame may cover
+	// what a damaged .eh_frame cannot.
+	var eh, dbg []fdeRows
+	var errs []error
 	if s := f.Section(".eh_frame"); s != nil && s.Type != elf.SHT_NOBITS {
 		data, err := sectionData(s)
-		if err != nil {
-			return nil, err
+		if err == nil {
+			b.stats.EhFrameBytes = len(data)
+			e := enc
+			e.secAddr = s.Addr
+			eh, err = b.collect(newCFIParser(data, ehFrame, f.ByteOrder, e))
 		}
-		b.stats.EhFrameBytes = len(data)
-		e := enc
-		e.secAddr = s.Addr
-		var err2 error
-		eh, err2 = b.collect(newCFIParser(data, ehFrame, f.ByteOrder, e))
-		if err2 != nil && len(eh) == 0 {
-			return nil, fmt.Errorf(".eh_frame: %w", err2)
+		if err != nil {
+			errs = append(errs, fmt.Errorf(".eh_frame: %w", err))
 		}
 	}
-	var dbg []fdeRows
 	if s := f.Section(".debug_frame"); s != nil && s.Type != elf.SHT_NOBITS {
 		data, err := sectionData(s)
+		if err == nil {
+			b.stats.DebugFrameBytes = len(data)
+			dbg, err = b.collect(newCFIParser(data, debugFrame, f.ByteOrder, enc))
+		}
 		if err != nil {
-			return nil, err
+			errs = append(errs, fmt.Errorf(".debug_frame: %w", err))
 		}
-		b.stats.DebugFrameBytes = len(data)
-		var err2 error
-		dbg, err2 = b.collect(newCFIParser(data, debugFrame, f.ByteOrder, enc))
-		if err2 != nil && len(dbg) == 0 && len(eh) == 0 {
-			return nil, fmt.Errorf(".debug_frame: %w", err2)
-		}
+	}
+	if len(eh) == 0 && len(dbg) == 0 && len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return b.table(eh, dbg), nil
 }
@@ -301,6 +302,9 @@ func (b *builder) collect(p *cfiParser) ([]fdeRows, error) {
 		out = append(out, fr)
 	})
 	b.stats.BadRecords += p.errs
+	if err != nil {
+		b.stats.BadRecords++ // the rest of the section is lost
+	}
 	return out, err
 }
 

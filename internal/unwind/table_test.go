@@ -289,3 +289,35 @@ func TestCache(t *testing.T) {
 		t.Errorf("cached error not returned: %v", err)
 	}
 }
+
+// TestDamagedEhFrame: with .eh_frame overwritten, the table comes from
+// .debug_frame alone, and the damage is counted.
+func TestDamagedEhFrame(t *testing.T) {
+	bin := fixture(t, "-fomit-frame-pointer", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := f.Section(".eh_frame")
+	f.Close()
+	if s == nil {
+		t.Skip("no .eh_frame")
+	}
+	for i := s.Offset; i < s.Offset+s.Size; i++ {
+		data[i] = 0xff // a 64-bit length far past the end
+	}
+	damaged := filepath.Join(t.TempDir(), "damaged")
+	if err := os.WriteFile(damaged, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tab := buildPath(t, damaged)
+	syms := symbols(t, damaged)
+	if tab.Stats.BadRecords == 0 || tab.Lookup(syms["saves"][0]+1).CFA != CFARSP {
+		t.Errorf("stats %+v; saves+1: %v", tab.Stats, tab.Lookup(syms["saves"][0]+1))
+	}
+	t.Logf("%s", crossCheck(t, bin, tab, ".debug_frame"))
+}
