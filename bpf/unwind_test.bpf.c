@@ -23,6 +23,7 @@ struct {
 } unw_last SEC(".maps");
 
 volatile u64 unw_walks = 0;
+volatile u64 unw_walk_ns = 0; /* total time spent walking, for the cost per walk */
 
 /* Force bpf2go to emit this type. */
 const enum unw_status *unused_unw_status __attribute__((unused));
@@ -33,9 +34,11 @@ int BPF_PROG(bprof_unwtest, bool preempt, struct task_struct *prev, struct task_
 {
 	if (prev->tgid != cfg_unw_tgid || preempt || prev_state == 0)
 		return 0;
+	u64 t0 = bpf_ktime_get_ns();
 	struct unw_stack *s = unw_user_stack(prev);
 	if (!s)
 		return 0;
+	__sync_fetch_and_add(&unw_walk_ns, bpf_ktime_get_ns() - t0);
 	u32 zero = 0;
 	bpf_map_update_elem(&unw_last, &zero, s, BPF_ANY);
 	__sync_fetch_and_add(&unw_walks, 1);

@@ -116,8 +116,11 @@ func (s *symbolizer) name(pc uint64) string {
 // walk waits for the next unwind of the blocked workload and names it.
 func walk(t *testing.T, objs *unwtestObjects, s *symbolizer) (unwtestUnwStack, []string) {
 	t.Helper()
-	var before uint64
+	var before, nsBefore uint64
 	if err := objs.UnwWalks.Get(&before); err != nil {
+		t.Fatal(err)
+	}
+	if err := objs.UnwWalkNs.Get(&nsBefore); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -126,7 +129,7 @@ func walk(t *testing.T, objs *unwtestObjects, s *symbolizer) (unwtestUnwStack, [
 		if err := objs.UnwWalks.Get(&n); err != nil {
 			t.Fatal(err)
 		}
-		if n >= before+2 { // one full walk after any in flight
+		if n >= before+50 { // enough walks for an average cost, all after any in flight
 			break
 		}
 		if time.Now().After(deadline) {
@@ -137,6 +140,10 @@ func walk(t *testing.T, objs *unwtestObjects, s *symbolizer) (unwtestUnwStack, [
 	var st unwtestUnwStack
 	if err := objs.UnwLast.Lookup(uint32(0), &st); err != nil {
 		t.Fatal(err)
+	}
+	var walks, ns uint64
+	if objs.UnwWalks.Get(&walks) == nil && objs.UnwWalkNs.Get(&ns) == nil && walks > before {
+		t.Logf("%d walks, %.2f µs each on average", walks-before, float64(ns-nsBefore)/float64(walks-before)/1e3)
 	}
 	var names []string
 	for i := uint32(0); i < st.N && i < uint32(len(st.Pcs)); i++ {

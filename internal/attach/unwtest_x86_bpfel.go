@@ -69,6 +69,7 @@ const (
 	unwtestProgBprofUnwtest   = "bprof_unwtest"
 	unwtestVarCfgUnwTgid      = "cfg_unw_tgid"
 	unwtestVarUnusedUnwStatus = "unused_unw_status"
+	unwtestVarUnwWalkNs       = "unw_walk_ns"
 	unwtestVarUnwWalks        = "unw_walks"
 )
 
@@ -134,6 +135,7 @@ type unwtestMapSpecs struct {
 type unwtestVariableSpecs struct {
 	CfgUnwTgid      *ebpf.VariableSpec `ebpf:"cfg_unw_tgid"`
 	UnusedUnwStatus *ebpf.VariableSpec `ebpf:"unused_unw_status"`
+	UnwWalkNs       *ebpf.VariableSpec `ebpf:"unw_walk_ns"`
 	UnwWalks        *ebpf.VariableSpec `ebpf:"unw_walks"`
 }
 
@@ -180,6 +182,7 @@ func (m *unwtestMaps) Close() error {
 type unwtestVariables struct {
 	CfgUnwTgid      *ebpf.Variable `ebpf:"cfg_unw_tgid"`
 	UnusedUnwStatus *ebpf.Variable `ebpf:"unused_unw_status"`
+	UnwWalkNs       *ebpf.Variable `ebpf:"unw_walk_ns"`
 	UnwWalks        *ebpf.Variable `ebpf:"unw_walks"`
 }
 
