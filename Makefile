@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParsePerfMap -fuzztime 30s ./internal/symbolize/
 	$(GO) test -run '^$$' -fuzz FuzzLineForInstr -fuzztime 30s ./internal/python/
 	$(GO) test -run '^$$' -fuzz FuzzParseDebugOffsets -fuzztime 30s ./internal/python/
+	$(GO) test -run '^$$' -fuzz FuzzParseEhFrame -fuzztime 30s ./internal/unwind/
 
 demo: build
 	./demo/run.sh
