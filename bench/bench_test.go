@@ -341,6 +341,10 @@ func BenchmarkBPFEventCost(b *testing.B) {
 		{"blockprof_bare", func(b *testing.B, pid int) *profiler {
 			return startBlockprofWith(b, pid, "--no-targets", "--no-wakers")
 		}},
+		// What .eh_frame unwinding costs against frame pointers alone.
+		{"blockprof_fp", func(b *testing.B, pid int) *profiler {
+			return startBlockprofWith(b, pid, "--unwind=false")
+		}},
 	}
 	if _, err := os.Stat(offcputimePath); err == nil {
 		tools = append(tools, tool{"offcputime", startOffcputime})

@@ -30,6 +30,7 @@
 #include "include/kernel.h"
 #include "include/blockprof.h"
 #include "include/python.h"
+#include "include/unwind.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -45,6 +46,7 @@ volatile const u64 cfg_min_block_ns = 0;
 volatile const u64 cfg_max_block_ns = 0; /* 0: no maximum */
 volatile const bool cfg_wakers = 1;       /* record who woke each interval */
 volatile const bool cfg_waker_stacks = 0; /* ... and the waker's stacks */
+volatile const bool cfg_unwind = 0;       /* user stacks from .eh_frame tables (unwind.h) */
 volatile const bool cfg_targets = 1;      /* resolve what syscalls wait on (fds, arguments) */
 /* --syscalls: only these syscall numbers (bit per number), and "none". */
 volatile const bool cfg_filter_syscalls = 0;
@@ -105,12 +107,13 @@ struct task_state {
 	char waker_comm[TASK_COMM_LEN];
 	bool named; /* thread_info written */
 	/* What the last kernel stack was taken for; see reuse_kstack(). */
-	s32 last_ustack;
+	u64 last_ustack;
 	s32 last_kstack;
 	u32 last_state;
 	s64 last_sysnr;
 	u64 last_arg0;
 	u64 pystack; /* see python.h */
+	u64 uhash;   /* unwound user stack, see unw_stacks */
 };
 
 struct {
@@ -136,6 +139,15 @@ struct {
 	__uint(key_size, sizeof(u32));
 	__uint(value_size, KERNEL_STACK_DEPTH * sizeof(u64));
 } kstacks SEC(".maps");
+
+/* User stacks unwound in the kernel, by a hash of their frames. LRU: user
+ * space copies each at the drain that first sees it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u64);
+	__type(value, struct unw_stack);
+} unw_stacks SEC(".maps");
 
 /* Wakers' kernel stacks, shallow on purpose: what matters is the wakeup
  * path (futex_wake <- do_futex, hrtimer_wakeup <- hrtimer_interrupt); below
@@ -388,6 +400,7 @@ static __always_inline void close_interval(struct task_struct *t, struct task_st
 		__builtin_memcpy(key.waker_comm, st->waker_comm, TASK_COMM_LEN);
 	}
 	key.pystack = st->pystack;
+	key.uhash = st->uhash;
 
 	u32 active = agg_enter();
 	void *agg = &agg0;
@@ -452,12 +465,14 @@ static __always_inline s32 kernel_stack(void *ctx, struct task_state *st, u32 st
 	if (!cfg_reuse_kstack)
 		return stack_id(ctx, &kstacks, 0, DROP_KSTACK_COLLISION, DROP_KSTACK_ERROR);
 
-	if (st->last_kstack >= 0 && st->ustack >= 0 && st->ustack == st->last_ustack &&
+	/* The user stack's identity: its stack-map id, or its unwound hash. */
+	u64 user = st->uhash ? st->uhash : st->ustack >= 0 ? (u64)st->ustack + 1 : 0;
+	if (st->last_kstack >= 0 && user && user == st->last_ustack &&
 	    state == st->last_state && nr == st->last_sysnr && arg0 == st->last_arg0)
 		return st->last_kstack;
 
 	s32 id = stack_id(ctx, &kstacks, 0, DROP_KSTACK_COLLISION, DROP_KSTACK_ERROR);
-	st->last_ustack = st->ustack;
+	st->last_ustack = user;
 	st->last_kstack = id;
 	st->last_state = state;
 	st->last_sysnr = nr;
@@ -756,6 +771,33 @@ static __always_inline bool syscall_allowed(s64 nr)
 	return cfg_syscall_mask[(nr >> 6) & 7] & (1ULL << (nr & 63));
 }
 
+/* Walk t's user stack with the unwind tables and keep it in unw_stacks
+ * under a hash of its frames; returns the hash (0: no stack). */
+static __always_inline u64 unwound_stack(struct task_struct *t)
+{
+	struct unw_stack *s = unw_user_stack(t);
+	if (!s || s->n == 0) {
+		drop(DROP_USTACK_ERROR, 1);
+		return 0;
+	}
+	if (s->status == UNW_TRUNCATED)
+		drop(DROP_UNWIND_TRUNCATED, 1);
+	else if (s->table_frames &&
+		 (s->status == UNW_UNSUPPORTED || s->status == UNW_READ_FAULT || s->status == UNW_BAD_FRAME))
+		/* Cut short after tables were in use. A walk on frame pointers
+		 * alone ends like this whenever code lacks them, as it always
+		 * did: not counted. */
+		drop(DROP_UNWIND_PARTIAL, 1);
+	u64 h = 0xcbf29ce484222325ULL ^ s->n;
+	for (int i = 0; i < UNW_MAX_FRAMES; i++)
+		h = (h ^ s->pcs[i]) * 0x100000001b3ULL;
+	if (!h)
+		h = 1;
+	if (!bpf_map_lookup_elem(&unw_stacks, &h))
+		bpf_map_update_elem(&unw_stacks, &h, s, BPF_ANY);
+	return h;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
@@ -829,11 +871,15 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 	if (cfg_targets && nr >= 0)
 		resolve_target(prev, regs, nr, st);
 	st->ts_wake = 0;
+	st->uhash = 0;
 	if (!cfg_user_stacks)
 		st->ustack = -1;
 	else if (!prev->mm)
 		st->ustack = -3; /* ESRCH: exiting thread, its user memory is gone: nothing lost */
-	else
+	else if (cfg_unwind) {
+		st->ustack = -1;
+		st->uhash = unwound_stack(prev);
+	} else
 		st->ustack = stack_id(ctx, &ustacks, BPF_F_USER_STACK, DROP_USTACK_COLLISION,
 				      DROP_USTACK_ERROR);
 	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, st, prev_state, nr, BPF_CORE_READ(regs, di)) : -1;
@@ -907,6 +953,24 @@ int BPF_PROG(bprof_wakeup, struct task_struct *p)
 	return 0;
 }
 
+/* A forked child has its parent's mappings: give it the parent's unwind
+ * mapping list at once (user space replaces it once it has looked, after
+ * an exec for instance), so its first stacks unwind too. */
+static __always_inline void inherit_unwind(u32 ptgid, u32 ctgid)
+{
+	u32 *n = bpf_map_lookup_elem(&unw_procs, &ptgid);
+	if (!n)
+		return;
+	u32 count = *n;
+	for (u32 i = 0; i < UNW_MAX_MAPPINGS && i < count; i++) {
+		struct unw_mapping_key pk = { .tgid = ptgid, .idx = i }, ck = { .tgid = ctgid, .idx = i };
+		struct unw_mapping *m = bpf_map_lookup_elem(&unw_mappings, &pk);
+		if (!m || bpf_map_update_elem(&unw_mappings, &ck, m, BPF_ANY))
+			return;
+	}
+	bpf_map_update_elem(&unw_procs, &ctgid, &count, BPF_ANY);
+}
+
 /* With -- CMD, the command's children become targets as they fork. */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(bprof_fork, struct task_struct *parent, struct task_struct *child)
@@ -919,6 +983,8 @@ int BPF_PROG(bprof_fork, struct task_struct *parent, struct task_struct *child)
 	u8 one = TARGET_LIVE;
 	if (bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY))
 		drop(DROP_TARGETS_FULL, 1);
+	if (cfg_unwind)
+		inherit_unwind(ptgid, ctgid);
 	return 0;
 }
 

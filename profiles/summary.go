@@ -332,6 +332,12 @@ func tellingEntries(s Sample, n int) []entry {
 		}
 		return es[start:min(start+n, len(es))]
 	}
+	// In an interpreted program the interpreter's own C frames below the
+	// innermost script frame (time_sleep, cfunction_vectorcall_O, ...)
+	// only carry out what that line asked for: start at the script frame.
+	if i := innermostScript(user); i > 0 {
+		user = user[i:]
+	}
 	switch {
 	case len(user) > 0:
 		return pick(user, isWrapper)
@@ -454,6 +460,25 @@ var wrapperFuncs = map[string]bool{
 	"os.(*File).read": true, "os.(*File).write": true, "os.(*File).pread": true,
 	"os.(*File).pwrite": true, "os.(*File).Read": true, "os.(*File).Write": true,
 	"os.(*File).ReadAt": true, "os.(*File).WriteAt": true,
+}
+
+// scriptExts are the source files of interpreted frames.
+var scriptExts = []string{".py", ".js", ".mjs", ".rb"}
+
+// innermostScript is the index of the first (leaf-most) frame in a script
+// file, or -1.
+func innermostScript(es []entry) int {
+	for i, e := range es {
+		if e.frame == nil {
+			continue
+		}
+		for _, ext := range scriptExts {
+			if strings.HasSuffix(e.frame.File, ext) {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 func isWrapper(e entry) bool {

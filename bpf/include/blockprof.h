@@ -38,6 +38,8 @@ enum drop_reason {
 	DROP_DRAIN_RACE,           /* (user space) a drained map still had a writer */
 	DROP_UNCLOSED,             /* an interval never closed: its switch-in was not seen */
 	DROP_SWITCHIN_MISSED,      /* ... but it was woken: blocked time kept, run-queue time lost */
+	DROP_UNWIND_PARTIAL,       /* table unwinding stopped early (rule not expressible, unreadable) */
+	DROP_UNWIND_TRUNCATED,     /* ... or at its frame limit */
 	DROP_PY_READ,              /* Python thread state or frames unreadable (stack cut short) */
 	DROP_PY_TRUNCATED,         /* Python stack deeper than PY_MAX_FRAMES (outer frames cut) */
 	DROP_MAX,
@@ -94,6 +96,9 @@ struct agg_key {
 	char waker_comm[TASK_COMM_LEN];
 	/* Python frames: key of py_stacks (bpf/include/python.h), 0 if none. */
 	u64 pystack;
+	/* User stack unwound with .eh_frame tables: key of unw_stacks, 0 if
+	 * the stack came from frame pointers (ustack). */
+	u64 uhash;
 };
 
 #define PATH_PARTS 8

@@ -36,6 +36,7 @@ type recordConfig struct {
 	noSyscall    bool           // "none" was among them
 	target       *regexp.Regexp // --target: keep intervals whose target matches
 	noTargets    bool
+	unwind       bool // user stacks with .eh_frame tables
 	noWakers     bool
 	wakerStacks  bool
 	targetFrames bool
@@ -75,6 +76,7 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	fs.DurationVar(&c.maxBlock, "max-block", 0, "ignore off-CPU intervals longer than this (0: no limit)")
 	fs.BoolVar(&c.preempted, "preempted", false, "also record involuntary preemption (as run-queue time, kind=preempted)")
 	fs.StringVar(&c.stacks, "stacks", "user,kernel", "which stacks to capture: user,kernel | user | kernel")
+	fs.BoolVar(&c.unwind, "unwind", true, "walk user stacks with .eh_frame tables (code without frame pointers); false: frame pointers only")
 	fs.BoolVar(&c.exactK, "exact-kernel-stacks", false, "walk the kernel stack at every switch-out, never reuse the last one")
 	fs.BoolVar(&c.noRunQ, "no-runqueue", false, "don't split off-CPU time into blocked and run-queue (cheaper for the rest of the machine)")
 	fs.BoolVar(&c.noPython, "no-python", false, "don't read Python frames of CPython targets (native stacks only)")

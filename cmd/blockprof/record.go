@@ -59,7 +59,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}()
 
 	r := &recorder{cfg: cfg, stderr: stderr, start: start, procs: map[uint32]*symbolize.Process{},
-		agg: map[recordKey]*attach.Record{}, pys: map[uint32]*pyProc{}, pyLocs: map[string][]symbolize.Location{}}
+		agg: map[recordKey]*attach.Record{}, pys: map[uint32]*pyProc{}, pyLocs: map[string][]symbolize.Location{}, unwSig: map[uint32]string{}}
 	// The Python frame walker is loaded only when it may find something.
 	r.python = !cfg.noPython && (len(cfg.command) > 0 || detectPythons(cfg.pids))
 	r.sym = symbolize.New(symbolize.Options{})
@@ -95,6 +95,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		ExactKernelStacks: cfg.exactK,
 		NoRunQueue:        cfg.noRunQ,
 		NoTargets:         cfg.noTargets,
+		Unwind:            cfg.unwind,
 		NoWakers:          cfg.noWakers,
 		WakerStacks:       cfg.wakerStacks,
 		Syscalls:          cfg.syscallNrs,
@@ -174,6 +175,7 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case <-scan:
 			r.attachChildren()
 			r.retryPythons()
+			r.refreshUnwind()
 		case st, ok := <-pyNew:
 			if !ok {
 				pyNew = nil

@@ -100,10 +100,13 @@ func startRecordStdin(t *testing.T, stdin string, args ...string) *recording {
 	}
 }
 
-// tolerated are the losses a test lets through (it still checks times): a
-// switch-in the kernel never showed us, rare and known (README,
-// Limitations); everything else must be zero.
-var tolerated = map[string]bool{"interval_unclosed": true, "switch_in_missed": true}
+// tolerated are the losses a test lets through (it still checks times and
+// stacks): a switch-in the kernel never showed us, rare and known (README,
+// Limitations), and unwinding cut short; everything else must be zero.
+var tolerated = map[string]bool{"interval_unclosed": true, "switch_in_missed": true,
+	// Detail, not time: a table-unwound stack that ends early (an
+	// interpreter's import machinery, a thread's first instructions).
+	"user_stack_unwind_partial": true}
 
 // wait waits for blockprof to exit 0 and parses its profile.
 func (r *recording) wait(t *testing.T) *profile.Profile {

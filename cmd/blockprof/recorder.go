@@ -32,6 +32,7 @@ type recordKey struct {
 	target         *attach.Target // one pointer per target for the session
 	waker          attach.Waker
 	py             string // resolved Python frames (key of recorder.pyLocs), "" if none
+	uhash          uint64 // table-unwound user stack, 0 for frame pointers
 }
 
 // recorder accumulates what the kernel aggregated, drain after drain.
@@ -46,7 +47,9 @@ type recorder struct {
 	blocked, runQueue    time.Duration
 	intervals            uint64
 	drains               int
-	ignoreTIDs           map[uint32]bool // threads of the exec gate, not of the command
+	ignoreTIDs           map[uint32]bool   // threads of the exec gate, not of the command
+	unwSig               map[uint32]string // executable mappings as last given to the unwinder
+	unwWarned            bool
 
 	// Python targets (python.go).
 	python       bool   // the frame walker is loaded
@@ -70,7 +73,7 @@ func (r *recorder) drain() error {
 		if _, ok := r.procs[rec.TGID]; !ok {
 			r.attachProcess(rec.TGID) // a child forked since the last drain
 		}
-		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind, rec.SysNr, rec.Fd, rec.Target, rec.Waker, ""}
+		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind, rec.SysNr, rec.Fd, rec.Target, rec.Waker, "", rec.UserStackHash}
 		if locs, key := r.resolvePython(rec); key != "" {
 			k.py = key
 			if _, ok := r.pyLocs[key]; !ok {
@@ -97,6 +100,7 @@ func (r *recorder) drain() error {
 				_ = p.Refresh()
 			}
 		}
+		r.refreshUnwind()
 	}
 	return nil
 }
@@ -105,6 +109,7 @@ func (r *recorder) drain() error {
 // A process that is already gone is remembered as such (nil).
 func (r *recorder) attachProcess(tgid uint32) {
 	r.attachPython(tgid) // first: its first stacks may come soon
+	r.loadUnwind(tgid)
 	p, err := r.sym.Attach(int(tgid))
 	if err != nil {
 		p = nil

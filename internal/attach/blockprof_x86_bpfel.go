@@ -33,6 +33,7 @@ type blockprofAggKey struct {
 	WakerKstack int32
 	WakerComm   [16]int8
 	Pystack     uint64
+	Uhash       uint64
 }
 
 type blockprofAggVal struct {
@@ -62,9 +63,11 @@ const (
 	blockprofDropReasonDROP_DRAIN_RACE       blockprofDropReason = 13
 	blockprofDropReasonDROP_UNCLOSED         blockprofDropReason = 14
 	blockprofDropReasonDROP_SWITCHIN_MISSED  blockprofDropReason = 15
-	blockprofDropReasonDROP_PY_READ          blockprofDropReason = 16
-	blockprofDropReasonDROP_PY_TRUNCATED     blockprofDropReason = 17
-	blockprofDropReasonDROP_MAX              blockprofDropReason = 18
+	blockprofDropReasonDROP_UNWIND_PARTIAL   blockprofDropReason = 16
+	blockprofDropReasonDROP_UNWIND_TRUNCATED blockprofDropReason = 17
+	blockprofDropReasonDROP_PY_READ          blockprofDropReason = 18
+	blockprofDropReasonDROP_PY_TRUNCATED     blockprofDropReason = 19
+	blockprofDropReasonDROP_MAX              blockprofDropReason = 20
 )
 
 type blockprofFdKey struct {
@@ -195,13 +198,13 @@ type blockprofTaskState struct {
 	WakerComm   [16]int8
 	Named       bool
 	_           [3]byte
-	LastUstack  int32
+	LastUstack  uint64
 	LastKstack  int32
 	LastState   uint32
-	_           [4]byte
 	LastSysnr   int64
 	LastArg0    uint64
 	Pystack     uint64
+	Uhash       uint64
 }
 
 type blockprofThreadInfo struct {
@@ -209,6 +212,38 @@ type blockprofThreadInfo struct {
 	Tgid       uint32
 	Comm       [16]int8
 	LeaderComm [16]int8
+}
+
+type blockprofUnwMapping struct {
+	_        structs.HostLayout
+	Start    uint64
+	End      uint64
+	Bias     uint64
+	RowStart uint32
+	RowCount uint32
+}
+
+type blockprofUnwMappingKey struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Idx  uint32
+}
+
+type blockprofUnwRow struct {
+	_       structs.HostLayout
+	Pc      uint32
+	CfaOff8 uint16
+	RbpOff8 int8
+	Kind    uint8
+}
+
+type blockprofUnwStack struct {
+	_           structs.HostLayout
+	Pcs         [64]uint64
+	N           uint32
+	Status      uint32
+	TableFrames uint32
+	FpFrames    uint32
 }
 
 type blockprofWakerKind uint32
@@ -242,6 +277,11 @@ const (
 	blockprofMapTargets            = "targets"
 	blockprofMapThreads            = "threads"
 	blockprofMapTstate             = "tstate"
+	blockprofMapUnwMappings        = "unw_mappings"
+	blockprofMapUnwProcs           = "unw_procs"
+	blockprofMapUnwRows            = "unw_rows"
+	blockprofMapUnwScratch         = "unw_scratch"
+	blockprofMapUnwStacks          = "unw_stacks"
 	blockprofMapUstacks            = "ustacks"
 	blockprofMapWkstacks           = "wkstacks"
 	blockprofProgBprofExec         = "bprof_exec"
@@ -263,6 +303,7 @@ const (
 	blockprofVarCfgSingleTgid      = "cfg_single_tgid"
 	blockprofVarCfgSyscallMask     = "cfg_syscall_mask"
 	blockprofVarCfgTargets         = "cfg_targets"
+	blockprofVarCfgUnwind          = "cfg_unwind"
 	blockprofVarCfgUserStacks      = "cfg_user_stacks"
 	blockprofVarCfgWakerStacks     = "cfg_waker_stacks"
 	blockprofVarCfgWakers          = "cfg_wakers"
@@ -344,6 +385,11 @@ type blockprofMapSpecs struct {
 	Targets     *ebpf.MapSpec `ebpf:"targets"`
 	Threads     *ebpf.MapSpec `ebpf:"threads"`
 	Tstate      *ebpf.MapSpec `ebpf:"tstate"`
+	UnwMappings *ebpf.MapSpec `ebpf:"unw_mappings"`
+	UnwProcs    *ebpf.MapSpec `ebpf:"unw_procs"`
+	UnwRows     *ebpf.MapSpec `ebpf:"unw_rows"`
+	UnwScratch  *ebpf.MapSpec `ebpf:"unw_scratch"`
+	UnwStacks   *ebpf.MapSpec `ebpf:"unw_stacks"`
 	Ustacks     *ebpf.MapSpec `ebpf:"ustacks"`
 	Wkstacks    *ebpf.MapSpec `ebpf:"wkstacks"`
 }
@@ -367,6 +413,7 @@ type blockprofVariableSpecs struct {
 	CfgSingleTgid      *ebpf.VariableSpec `ebpf:"cfg_single_tgid"`
 	CfgSyscallMask     *ebpf.VariableSpec `ebpf:"cfg_syscall_mask"`
 	CfgTargets         *ebpf.VariableSpec `ebpf:"cfg_targets"`
+	CfgUnwind          *ebpf.VariableSpec `ebpf:"cfg_unwind"`
 	CfgUserStacks      *ebpf.VariableSpec `ebpf:"cfg_user_stacks"`
 	CfgWakerStacks     *ebpf.VariableSpec `ebpf:"cfg_waker_stacks"`
 	CfgWakers          *ebpf.VariableSpec `ebpf:"cfg_wakers"`
@@ -416,6 +463,11 @@ type blockprofMaps struct {
 	Targets     *ebpf.Map `ebpf:"targets"`
 	Threads     *ebpf.Map `ebpf:"threads"`
 	Tstate      *ebpf.Map `ebpf:"tstate"`
+	UnwMappings *ebpf.Map `ebpf:"unw_mappings"`
+	UnwProcs    *ebpf.Map `ebpf:"unw_procs"`
+	UnwRows     *ebpf.Map `ebpf:"unw_rows"`
+	UnwScratch  *ebpf.Map `ebpf:"unw_scratch"`
+	UnwStacks   *ebpf.Map `ebpf:"unw_stacks"`
 	Ustacks     *ebpf.Map `ebpf:"ustacks"`
 	Wkstacks    *ebpf.Map `ebpf:"wkstacks"`
 }
@@ -441,6 +493,11 @@ func (m *blockprofMaps) Close() error {
 		m.Targets,
 		m.Threads,
 		m.Tstate,
+		m.UnwMappings,
+		m.UnwProcs,
+		m.UnwRows,
+		m.UnwScratch,
+		m.UnwStacks,
 		m.Ustacks,
 		m.Wkstacks,
 	)
@@ -465,6 +522,7 @@ type blockprofVariables struct {
 	CfgSingleTgid      *ebpf.Variable `ebpf:"cfg_single_tgid"`
 	CfgSyscallMask     *ebpf.Variable `ebpf:"cfg_syscall_mask"`
 	CfgTargets         *ebpf.Variable `ebpf:"cfg_targets"`
+	CfgUnwind          *ebpf.Variable `ebpf:"cfg_unwind"`
 	CfgUserStacks      *ebpf.Variable `ebpf:"cfg_user_stacks"`
 	CfgWakerStacks     *ebpf.Variable `ebpf:"cfg_waker_stacks"`
 	CfgWakers          *ebpf.Variable `ebpf:"cfg_wakers"`

@@ -48,6 +48,9 @@ type Options struct {
 	// NoSyscall then also keeps those in no syscall (faults, preemption).
 	Syscalls  []int
 	NoSyscall bool
+	// Unwind walks user stacks with .eh_frame tables in the kernel (see
+	// AddUnwind), falling back to frame pointers where a mapping has none.
+	Unwind bool
 	// Python loads the CPython frame walker (see AddPython); off, targets
 	// pay nothing for it.
 	Python bool
@@ -93,6 +96,9 @@ type Record struct {
 	Count                            uint64
 	Blocked, RunQueue                time.Duration
 	Bytes                            uint64 // asked for by read/write-like calls, summed
+	// UserStackHash identifies a user stack unwound with tables (then
+	// UserStackID is negative); 0 for frame-pointer stacks.
+	UserStackHash uint64
 	// Python holds the thread's Python frames (nil if none); PyStackID
 	// is their content hash, equal for equal frames.
 	Python    *PyStack
@@ -121,6 +127,8 @@ type Session struct {
 	targets    map[targetKey]*Target // copied out of LRU maps before eviction
 	python     bool
 	pystacks   map[uint64]*PyStack // copied out before LRU eviction
+	unwind     *UnwindTables       // nil unless Options.Unwind
+	unwstacks  map[uint64][]uint64 // copied out before LRU eviction
 	pyReader   *ringbuf.Reader     // see NextPythonStack
 	closed     bool
 }
@@ -180,6 +188,7 @@ func Open(opts Options) (s *Session, err error) {
 		blockprofVarCfgMinBlockNs:     uint64(opts.MinBlock),
 		blockprofVarCfgMaxBlockNs:     uint64(opts.MaxBlock),
 		blockprofVarCfgTargets:        !opts.NoTargets,
+		blockprofVarCfgUnwind:         opts.Unwind && !opts.NoUserStacks,
 		blockprofVarCfgWakers:         !opts.NoWakers && !opts.NoRunQueue,
 		blockprofVarCfgWakerStacks:    opts.WakerStacks && !opts.NoWakers && !opts.NoRunQueue,
 		blockprofVarCfgFilterSyscalls: len(opts.Syscalls) > 0,
@@ -193,7 +202,8 @@ func Open(opts Options) (s *Session, err error) {
 	}
 
 	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, wkstack: map[int32][]uint64{},
-		targets: map[targetKey]*Target{}, python: opts.Python, pystacks: map[uint64]*PyStack{}}
+		targets: map[targetKey]*Target{}, python: opts.Python, pystacks: map[uint64]*PyStack{},
+		unwstacks: map[uint64][]uint64{}}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -207,6 +217,9 @@ func Open(opts Options) (s *Session, err error) {
 			s = nil
 		}
 	}()
+	if opts.Unwind && !opts.NoUserStacks {
+		s.unwind = NewUnwindTables(s.objs.UnwRows, s.objs.UnwProcs, s.objs.UnwMappings)
+	}
 
 	one := uint8(1)
 	state := one // TARGET_LIVE
@@ -288,6 +301,9 @@ func (s *Session) Drain() ([]Record, error) {
 				},
 			}
 			r.UserStack, r.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.Ustack)
+			if k.Uhash != 0 {
+				r.UserStack, r.UserStackHash = s.unwoundStack(k.Uhash), k.Uhash
+			}
 			r.KernelStack, r.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
 			r.WakerUserStack, r.Waker.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.WakerUstack)
 			r.WakerKernelStack, r.Waker.KernelStackID = s.stack(s.objs.Wkstacks, s.wkstack, k.WakerKstack)
@@ -427,6 +443,41 @@ func (s *Session) target(kind blockprofTargetKind, a, b uint64) *Target {
 	return t
 }
 
+// unwoundStack returns the frames of a table-unwound user stack, from the
+// kernel's LRU map or the copy taken at an earlier drain.
+func (s *Session) unwoundStack(h uint64) []uint64 {
+	if st, ok := s.unwstacks[h]; ok {
+		return st
+	}
+	var v blockprofUnwStack
+	if err := s.objs.UnwStacks.Lookup(h, &v); err != nil {
+		return nil
+	}
+	n := min(int(v.N), len(v.Pcs))
+	st := append([]uint64(nil), v.Pcs[:n]...)
+	s.unwstacks[h] = st
+	return st
+}
+
+// AddUnwind loads the unwind tables of process pid's executable mappings
+// (again after it mapped new code: dlopen, exec). Until it returns, the
+// process's stacks are walked with frame pointers. A no-op without
+// Options.Unwind.
+func (s *Session) AddUnwind(pid int) error {
+	if s.unwind == nil {
+		return nil
+	}
+	return s.unwind.AddProcess(pid)
+}
+
+// UnwindStats reports what loading tables found (zero without Unwind).
+func (s *Session) UnwindStats() UnwindStats {
+	if s.unwind == nil {
+		return UnwindStats{}
+	}
+	return s.unwind.Stats()
+}
+
 // Drops returns the kernel's loss counters by reason, summed over CPUs.
 func (s *Session) Drops() (map[string]uint64, error) {
 	out := map[string]uint64{}
@@ -493,6 +544,10 @@ func dropName(r blockprofDropReason) string {
 		return "interval_unclosed"
 	case blockprofDropReasonDROP_SWITCHIN_MISSED:
 		return "switch_in_missed"
+	case blockprofDropReasonDROP_UNWIND_PARTIAL:
+		return "user_stack_unwind_partial"
+	case blockprofDropReasonDROP_UNWIND_TRUNCATED:
+		return "user_stack_truncated"
 	case blockprofDropReasonDROP_PY_READ:
 		return "python_frames_unreadable"
 	case blockprofDropReasonDROP_PY_TRUNCATED:

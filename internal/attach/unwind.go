@@ -143,7 +143,16 @@ func (u *UnwindTables) AddProcess(pid int) error {
 		}
 		bias, ok := loadBias(ef, m)
 		key := buildID(ef)
+		goCode := isGo(ef)
 		ef.Close()
+		if goCode {
+			// Go keeps frame pointers on every function, and its
+			// goroutine stacks end at runtime.goexit, which its CFI does
+			// not mark as outermost: frame pointers end the walk
+			// cleanly, tables would run past the end.
+			ms = append(ms, unwMapping{Start: m.start, End: m.end, Bias: bias})
+			continue
+		}
 		if !ok {
 			u.count(func(s *UnwindStats) { s.FilesFailed++ })
 			continue
@@ -198,6 +207,11 @@ func (u *UnwindTables) count(f func(*UnwindStats)) {
 	u.mu.Lock()
 	f(&u.stats)
 	u.mu.Unlock()
+}
+
+// isGo reports a Go binary (its pclntab section, or its build info).
+func isGo(f *elf.File) bool {
+	return f.Section(".gopclntab") != nil || f.Section(".go.buildinfo") != nil
 }
 
 // file returns the rows of the file with key, loading them the first

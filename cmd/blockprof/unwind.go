@@ -1,0 +1,56 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// execMappings is the signature of a process's executable mappings: the
+// lines of /proc/PID/maps with code in them. Tables are (re)loaded when it
+// changes (the dynamic loader mapping libraries after exec, dlopen).
+func execMappings(pid uint32) (string, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return "", false
+	}
+	var sig strings.Builder
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && strings.Contains(f[1], "x") {
+			sig.WriteString(sc.Text())
+			sig.WriteByte('\n')
+		}
+	}
+	return sig.String(), true
+}
+
+// loadUnwind gives the kernel's unwinder the tables of tgid's code, if its
+// mappings changed since the last time. Until then its stacks are walked
+// with frame pointers; a failure is reported once and leaves it so.
+func (r *recorder) loadUnwind(tgid uint32) {
+	if !r.cfg.unwind {
+		return
+	}
+	sig, ok := execMappings(tgid)
+	if !ok || sig == r.unwSig[tgid] {
+		return
+	}
+	r.unwSig[tgid] = sig
+	if err := r.sess.AddUnwind(int(tgid)); err != nil && !r.unwWarned {
+		r.unwWarned = true
+		fmt.Fprintf(r.stderr, "blockprof: unwind tables for pid %d: %v (frame pointers only)\n", tgid, err)
+	}
+}
+
+// refreshUnwind reloads tables for live targets whose code changed.
+func (r *recorder) refreshUnwind() {
+	for tgid, p := range r.procs {
+		if p != nil && !p.Exited() {
+			r.loadUnwind(tgid)
+		}
+	}
+}
