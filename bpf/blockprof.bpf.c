@@ -771,6 +771,21 @@ static __always_inline bool syscall_allowed(s64 nr)
 	return cfg_syscall_mask[(nr >> 6) & 7] & (1ULL << (nr & 63));
 }
 
+/* FNV-style hash over the frames of a walk, one frame per bpf_loop step
+ * (an unrolled loop with an end test costs the verifier dearly). */
+struct unw_hash {
+	struct unw_stack *s;
+	u64 h;
+};
+
+static long unw_hash_step(u64 i, struct unw_hash *hs)
+{
+	if (!hs->s)
+		return 1;
+	hs->h = (hs->h ^ hs->s->pcs[i & (UNW_MAX_FRAMES - 1)]) * 0x100000001b3ULL;
+	return 0;
+}
+
 /* Walk t's user stack with the unwind tables and keep it in unw_stacks
  * under a hash of its frames; returns the hash (0: no stack). */
 static __always_inline u64 unwound_stack(struct task_struct *t)
@@ -788,9 +803,9 @@ static __always_inline u64 unwound_stack(struct task_struct *t)
 		 * alone ends like this whenever code lacks them, as it always
 		 * did: not counted. */
 		drop(DROP_UNWIND_PARTIAL, 1);
-	u64 h = 0xcbf29ce484222325ULL ^ s->n;
-	for (int i = 0; i < UNW_MAX_FRAMES; i++)
-		h = (h ^ s->pcs[i]) * 0x100000001b3ULL;
+	struct unw_hash hs = { .s = s, .h = 0xcbf29ce484222325ULL ^ s->n };
+	bpf_loop(s->n & (UNW_MAX_FRAMES * 2 - 1), unw_hash_step, &hs, 0);
+	u64 h = hs.h;
 	if (!h)
 		h = 1;
 	if (!bpf_map_lookup_elem(&unw_stacks, &h))

@@ -19,7 +19,7 @@
  * verifier). The walk runs under bpf_loop, so this does not change the
  * verification cost. */
 #ifndef UNW_MAX_FRAMES
-#define UNW_MAX_FRAMES 64
+#define UNW_MAX_FRAMES 128
 #endif
 _Static_assert((UNW_MAX_FRAMES & (UNW_MAX_FRAMES - 1)) == 0, "UNW_MAX_FRAMES must be a power of two");
 /* Mappings with executable code per process. */
@@ -276,8 +276,10 @@ static __always_inline struct unw_stack *unw_user_stack(struct task_struct *task
 	struct unw_stack *out = bpf_map_lookup_elem(&unw_scratch, &zero);
 	if (!out)
 		return NULL;
-	/* Zeroed: a stack's identity is a hash over all UNW_MAX_FRAMES slots. */
-	__builtin_memset(out, 0, sizeof(*out));
+	/* Slots from n on keep older walks: readers use pcs[0..n) only. */
+	out->n = 0;
+	out->table_frames = 0;
+	out->fp_frames = 0;
 	out->status = UNW_TRUNCATED;
 
 	struct pt_regs___unw *regs = (struct pt_regs___unw *)bpf_task_pt_regs(task);

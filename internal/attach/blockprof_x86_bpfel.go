@@ -239,7 +239,7 @@ type blockprofUnwRow struct {
 
 type blockprofUnwStack struct {
 	_           structs.HostLayout
-	Pcs         [64]uint64
+	Pcs         [128]uint64
 	N           uint32
 	Status      uint32
 	TableFrames uint32

@@ -38,7 +38,7 @@ type unwtestUnwRow struct {
 
 type unwtestUnwStack struct {
 	_           structs.HostLayout
-	Pcs         [64]uint64
+	Pcs         [128]uint64
 	N           uint32
 	Status      uint32
 	TableFrames uint32
