@@ -100,8 +100,9 @@ func (r *recorder) drain() error {
 				_ = p.Refresh()
 			}
 		}
-		r.refreshUnwind()
 	}
+	// New code (dlopen, exec) gets its unwind tables within a drain.
+	r.refreshUnwind()
 	return nil
 }
 

@@ -1,9 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"fmt"
+	"net"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/pprof/profile"
 
 	"blockprof/internal/testutil"
 )
@@ -60,4 +67,123 @@ func TestRecordUnwindWithoutFramePointers(t *testing.T) {
 			t.Errorf("frame pointers alone found block_here through libc (%.4fs): %v; the test cannot tell", got, stack)
 		}
 	})
+}
+
+// checkOrder: each of fns is on the stack, leaf to root in this order.
+func checkOrder(t *testing.T, what string, stack []string, fns ...string) {
+	t.Helper()
+	last := -1
+	for _, fn := range fns {
+		i := -1
+		for j := last + 1; j < len(stack); j++ {
+			if strings.Contains(stack[j], fn) {
+				i = j
+				break
+			}
+		}
+		if i < 0 {
+			t.Errorf("%s: %s missing (or out of order) in %v", what, fn, stack)
+			return
+		}
+		last = i
+	}
+}
+
+// C++ and Rust without frame pointers: demangled names at the right depth,
+// times within 5 %.
+func TestRecordUnwindCXXAndRust(t *testing.T) {
+	testutil.RequireRoot(t)
+	t.Run("c++", func(t *testing.T) {
+		bin := testutil.BuildCXX(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/cxxnofp/cxxnofp.cc"), "-O2", "-fomit-frame-pointer")
+		truth, p, _ := profileWorkload(t, bin, nil, "-q")
+		for _, b := range truth.Blocks {
+			// The workload times its blocking call only (wait_for_lock also
+			// naps before each lock): count that syscall's samples.
+			var stack []string
+			got := timeWhere(t, p, int64(b.TID), func(s *profile.Sample) bool {
+				st := stackNames(s)
+				if label(s, "syscall") != b.Syscall || !hasFrame(st, b.Func) {
+					return false
+				}
+				stack = st
+				return true
+			})
+			t.Logf("%s: profile %.4fs, workload %.4fs; stack %v", b.Func, got, b.Seconds, stack)
+			testutil.Near(t, got, b.Seconds, 0.05, b.Func+" off-CPU seconds")
+			switch b.Func {
+			case "blk::Worker::nap":
+				checkOrder(t, b.Func, stack, "clock_nanosleep", "blk::Worker::nap", "main", "__libc_start_main")
+			default:
+				checkOrder(t, b.Func, stack, "pthread_mutex_lock", "blk::Worker::wait_for_lock", "start_thread")
+			}
+		}
+	})
+	t.Run("rust", func(t *testing.T) {
+		bin := testutil.BuildRust(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/rustnofp/rustnofp.rs"), "-O", "-C", "force-frame-pointers=no")
+		truth, p, _ := profileWorkload(t, bin, nil, "-q")
+		b := truth.Blocks[0]
+		got, stack := offCPU(t, p, int64(b.TID), b.Func)
+		t.Logf("%s: profile %.4fs, workload %.4fs; stack %v", b.Func, got, b.Seconds, stack)
+		testutil.Near(t, got, b.Seconds, 0.05, b.Func+" off-CPU seconds")
+		checkOrder(t, b.Func, stack, "clock_nanosleep", "std::thread::", "rustnofp::block_here", "rustnofp::main", "main")
+	})
+}
+
+// A Debian-packaged server without frame pointers: redis-server with
+// appendfsync always under redis-benchmark. Its fsyncs (fdatasync) must
+// show the AOF file and the stack up through Redis' own functions.
+func TestRecordUnwindRedis(t *testing.T) {
+	testutil.RequireRoot(t)
+	testutil.RequireTool(t, "redis-server")
+	testutil.RequireTool(t, "redis-benchmark")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	dir := t.TempDir()
+	srv := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--dir", dir,
+		"--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no", "--loglevel", "warning")
+	var log bytes.Buffer
+	srv.Stdout, srv.Stderr = &log, &log
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.Dial("tcp", "127.0.0.1:"+port)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 200 {
+			t.Fatalf("redis-server never listened: %s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r := startRecord(t, "-q", "-d", "2s", "-p", fmt.Sprint(srv.Process.Pid))
+	if out, err := exec.Command("redis-benchmark", "-p", port, "-t", "set", "-n", "2000", "-c", "4", "-q").CombinedOutput(); err != nil {
+		t.Fatalf("redis-benchmark: %v\n%s", err, out)
+	}
+	p := r.wait(t)
+	var syncs float64
+	var stack []string
+	for _, s := range p.Sample {
+		if sc := label(s, "syscall"); sc != "fdatasync" && sc != "fsync" {
+			continue
+		}
+		if !strings.Contains(label(s, "target"), "appendonly") {
+			t.Errorf("fsync on %q, want the AOF file", label(s, "target"))
+		}
+		syncs += float64(s.Value[0])
+		if st := stackNames(s); hasFrame(st, "flushAppendOnlyFile") && stack == nil {
+			stack = st
+		}
+	}
+	t.Logf("%v fsyncs; stack %v", syncs, stack)
+	if syncs < 100 {
+		t.Fatalf("only %v fsyncs recorded for 2000 SETs with appendfsync always", syncs)
+	}
+	checkOrder(t, "redis fsync", stack, "fdatasync", "flushAppendOnlyFile", "beforeSleep", "aeMain", "main")
 }

@@ -101,6 +101,55 @@ func BuildC(t testing.TB, src string, cflags ...string) string {
 	return path
 }
 
+// BuildCXX compiles the single C++ file src with g++ -pthread -g and
+// flags; it skips the test when g++ is missing (and fails under CI, which
+// installs it).
+func BuildCXX(t testing.TB, src string, flags ...string) string {
+	t.Helper()
+	requireTool(t, "g++")
+	src = WorkloadDir(t, src)
+	args := append([]string{"-pthread", "-g", "-Wall"}, flags...)
+	args = append(args, "-o", "", src)
+	path, err := build(strings.TrimSuffix(filepath.Base(src), ".cc"), filepath.Dir(src), args, len(args)-2, "g++")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// BuildRust compiles the single Rust file src with rustc and flags; it
+// skips the test when no Rust toolchain is at hand (CI has none).
+func BuildRust(t testing.TB, src string, flags ...string) string {
+	t.Helper()
+	if _, err := exec.LookPath("rustc"); err != nil {
+		t.Skip("no rustc: the Rust case needs a Rust toolchain")
+	}
+	src = WorkloadDir(t, src)
+	args := append([]string{"-g", "--edition", "2021"}, flags...)
+	args = append(args, "-o", "", src)
+	path, err := build(strings.TrimSuffix(filepath.Base(src), ".rs"), filepath.Dir(src), args, len(args)-2, "rustc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// requireTool skips a test whose tool is not installed; under CI, which
+// installs every tool the tests use, it fails instead.
+func requireTool(t testing.TB, tool string) {
+	t.Helper()
+	if _, err := exec.LookPath(tool); err == nil {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not installed; CI must install it (.ci/run)", tool)
+	}
+	t.Skipf("%s is not installed", tool)
+}
+
+// RequireTool is requireTool for tests outside this package.
+func RequireTool(t testing.TB, tool string) { t.Helper(); requireTool(t, tool) }
+
 var (
 	builds   sync.Map // cache key -> *buildResult
 	cacheMu  sync.Mutex
