@@ -795,6 +795,8 @@ static __always_inline u64 unwound_stack(struct task_struct *t)
 		drop(DROP_USTACK_ERROR, 1);
 		return 0;
 	}
+	if (s->pending)
+		drop(DROP_UNWIND_PENDING, 1);
 	if (s->status == UNW_TRUNCATED)
 		drop(DROP_UNWIND_TRUNCATED, 1);
 	else if (s->table_frames &&
@@ -803,7 +805,7 @@ static __always_inline u64 unwound_stack(struct task_struct *t)
 		 * alone ends like this whenever code lacks them, as it always
 		 * did: not counted. */
 		drop(DROP_UNWIND_PARTIAL, 1);
-	struct unw_hash hs = { .s = s, .h = 0xcbf29ce484222325ULL ^ s->n };
+	struct unw_hash hs = { .s = s, .h = (0xcbf29ce484222325ULL ^ s->n) + s->pending };
 	bpf_loop(s->n & (UNW_MAX_FRAMES * 2 - 1), unw_hash_step, &hs, 0);
 	u64 h = hs.h;
 	if (!h)

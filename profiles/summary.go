@@ -544,6 +544,8 @@ var detailOnly = map[string]bool{
 	"fd_target_unreadable": true, "syscall_arg_unreadable": true,
 	"user_symbols_process_gone": true,
 	"python_frames_unreadable":  true, "python_stack_truncated": true,
+	"user_stack_unwind_partial": true, "user_stack_truncated": true,
+	"user_stack_before_tables": true,
 }
 
 // fmtDur keeps three significant digits so columns stay narrow.

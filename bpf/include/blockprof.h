@@ -40,6 +40,7 @@ enum drop_reason {
 	DROP_SWITCHIN_MISSED,      /* ... but it was woken: blocked time kept, run-queue time lost */
 	DROP_UNWIND_PARTIAL,       /* table unwinding stopped early (rule not expressible, unreadable) */
 	DROP_UNWIND_TRUNCATED,     /* ... or at its frame limit */
+	DROP_UNWIND_PENDING,       /* walked before the process's tables were loaded */
 	DROP_PY_READ,              /* Python thread state or frames unreadable (stack cut short) */
 	DROP_PY_TRUNCATED,         /* Python stack deeper than PY_MAX_FRAMES (outer frames cut) */
 	DROP_MAX,

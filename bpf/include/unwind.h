@@ -88,6 +88,8 @@ struct unw_stack {
 	u32 status;       /* enum unw_status */
 	u32 table_frames; /* frames unwound with a table row */
 	u32 fp_frames;    /* frames unwound with frame pointers */
+	u32 pending;      /* the process had no tables loaded yet: frame pointers only */
+	u32 pad;
 };
 
 struct {
@@ -280,6 +282,7 @@ static __always_inline struct unw_stack *unw_user_stack(struct task_struct *task
 	out->n = 0;
 	out->table_frames = 0;
 	out->fp_frames = 0;
+	out->pending = 0;
 	out->status = UNW_TRUNCATED;
 
 	struct pt_regs___unw *regs = (struct pt_regs___unw *)bpf_task_pt_regs(task);
@@ -296,6 +299,7 @@ static __always_inline struct unw_stack *unw_user_stack(struct task_struct *task
 	};
 	u32 *nmaps = bpf_map_lookup_elem(&unw_procs, &w.tgid);
 	w.nmaps = nmaps ? *nmaps : 0;
+	out->pending = !nmaps;
 	bpf_loop(UNW_MAX_FRAMES, unw_step, &w, 0);
 	return out;
 }

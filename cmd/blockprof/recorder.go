@@ -230,6 +230,11 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 			user = splicePython(user, r.pyLocs[k.py])
 		}
 		s.Stack = append(s.Stack, user...)
+		if rec.UnwindPending && len(user) > 0 {
+			// Marked at the root: frame pointers alone may have lost
+			// callers in code built without them.
+			s.Stack = append(s.Stack, profiles.SyntheticLocation("[walked before unwind tables loaded]"))
+		}
 		if rec.Kind == attach.Blocked {
 			if rule := idle.Classify(sys, s.Stack); rule != "" {
 				s.Kind = profiles.KindIdle

@@ -65,9 +65,10 @@ const (
 	blockprofDropReasonDROP_SWITCHIN_MISSED  blockprofDropReason = 15
 	blockprofDropReasonDROP_UNWIND_PARTIAL   blockprofDropReason = 16
 	blockprofDropReasonDROP_UNWIND_TRUNCATED blockprofDropReason = 17
-	blockprofDropReasonDROP_PY_READ          blockprofDropReason = 18
-	blockprofDropReasonDROP_PY_TRUNCATED     blockprofDropReason = 19
-	blockprofDropReasonDROP_MAX              blockprofDropReason = 20
+	blockprofDropReasonDROP_UNWIND_PENDING   blockprofDropReason = 18
+	blockprofDropReasonDROP_PY_READ          blockprofDropReason = 19
+	blockprofDropReasonDROP_PY_TRUNCATED     blockprofDropReason = 20
+	blockprofDropReasonDROP_MAX              blockprofDropReason = 21
 )
 
 type blockprofFdKey struct {
@@ -244,6 +245,8 @@ type blockprofUnwStack struct {
 	Status      uint32
 	TableFrames uint32
 	FpFrames    uint32
+	Pending     uint32
+	Pad         uint32
 }
 
 type blockprofWakerKind uint32

@@ -99,6 +99,9 @@ type Record struct {
 	// UserStackHash identifies a user stack unwound with tables (then
 	// UserStackID is negative); 0 for frame-pointer stacks.
 	UserStackHash uint64
+	// UnwindPending: the stack was walked with frame pointers because its
+	// process's unwind tables were not loaded yet.
+	UnwindPending bool
 	// Python holds the thread's Python frames (nil if none); PyStackID
 	// is their content hash, equal for equal frames.
 	Python    *PyStack
@@ -128,7 +131,7 @@ type Session struct {
 	python     bool
 	pystacks   map[uint64]*PyStack // copied out before LRU eviction
 	unwind     *UnwindTables       // nil unless Options.Unwind
-	unwstacks  map[uint64][]uint64 // copied out before LRU eviction
+	unwstacks  map[uint64]unwound  // copied out before LRU eviction
 	pyReader   *ringbuf.Reader     // see NextPythonStack
 	closed     bool
 }
@@ -203,7 +206,7 @@ func Open(opts Options) (s *Session, err error) {
 
 	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, wkstack: map[int32][]uint64{},
 		targets: map[targetKey]*Target{}, python: opts.Python, pystacks: map[uint64]*PyStack{},
-		unwstacks: map[uint64][]uint64{}}
+		unwstacks: map[uint64]unwound{}}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -302,7 +305,8 @@ func (s *Session) Drain() ([]Record, error) {
 			}
 			r.UserStack, r.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.Ustack)
 			if k.Uhash != 0 {
-				r.UserStack, r.UserStackHash = s.unwoundStack(k.Uhash), k.Uhash
+				r.UserStack, r.UnwindPending = s.unwoundStack(k.Uhash)
+				r.UserStackHash = k.Uhash
 			}
 			r.KernelStack, r.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
 			r.WakerUserStack, r.Waker.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.WakerUstack)
@@ -444,19 +448,26 @@ func (s *Session) target(kind blockprofTargetKind, a, b uint64) *Target {
 }
 
 // unwoundStack returns the frames of a table-unwound user stack, from the
-// kernel's LRU map or the copy taken at an earlier drain.
-func (s *Session) unwoundStack(h uint64) []uint64 {
+// kernel's LRU map or the copy taken at an earlier drain, and whether it
+// was walked before its process's tables were loaded.
+func (s *Session) unwoundStack(h uint64) ([]uint64, bool) {
 	if st, ok := s.unwstacks[h]; ok {
-		return st
+		return st.pcs, st.pending
 	}
 	var v blockprofUnwStack
 	if err := s.objs.UnwStacks.Lookup(h, &v); err != nil {
-		return nil
+		return nil, false
 	}
 	n := min(int(v.N), len(v.Pcs))
-	st := append([]uint64(nil), v.Pcs[:n]...)
+	st := unwound{pcs: append([]uint64(nil), v.Pcs[:n]...), pending: v.Pending != 0}
 	s.unwstacks[h] = st
-	return st
+	return st.pcs, st.pending
+}
+
+// unwound is a copied-out table-unwound stack.
+type unwound struct {
+	pcs     []uint64
+	pending bool
 }
 
 // AddUnwind loads the unwind tables of process pid's executable mappings
@@ -548,6 +559,8 @@ func dropName(r blockprofDropReason) string {
 		return "user_stack_unwind_partial"
 	case blockprofDropReasonDROP_UNWIND_TRUNCATED:
 		return "user_stack_truncated"
+	case blockprofDropReasonDROP_UNWIND_PENDING:
+		return "user_stack_before_tables"
 	case blockprofDropReasonDROP_PY_READ:
 		return "python_frames_unreadable"
 	case blockprofDropReasonDROP_PY_TRUNCATED:

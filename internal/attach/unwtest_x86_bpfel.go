@@ -43,6 +43,8 @@ type unwtestUnwStack struct {
 	Status      uint32
 	TableFrames uint32
 	FpFrames    uint32
+	Pending     uint32
+	Pad         uint32
 }
 
 type unwtestUnwStatus uint32
