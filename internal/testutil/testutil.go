@@ -91,14 +91,7 @@ func TryBuildGo(dir string, ldflags ...string) (string, error) {
 // process for each file and flags.
 func BuildC(t testing.TB, src string, cflags ...string) string {
 	t.Helper()
-	src = WorkloadDir(t, src)
-	args := append([]string{"-pthread", "-g", "-Wall"}, cflags...)
-	args = append(args, "-o", "", src)
-	path, err := build(strings.TrimSuffix(filepath.Base(src), ".c"), filepath.Dir(src), args, len(args)-2, "gcc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return buildSource(t, "gcc", ".c", src, cflags)
 }
 
 // BuildCXX compiles the single C++ file src with g++ -pthread -g and
@@ -107,10 +100,16 @@ func BuildC(t testing.TB, src string, cflags ...string) string {
 func BuildCXX(t testing.TB, src string, flags ...string) string {
 	t.Helper()
 	requireTool(t, "g++")
+	return buildSource(t, "g++", ".cc", src, flags)
+}
+
+// buildSource compiles one C or C++ file with -pthread -g -Wall and flags.
+func buildSource(t testing.TB, compiler, ext, src string, flags []string) string {
+	t.Helper()
 	src = WorkloadDir(t, src)
 	args := append([]string{"-pthread", "-g", "-Wall"}, flags...)
 	args = append(args, "-o", "", src)
-	path, err := build(strings.TrimSuffix(filepath.Base(src), ".cc"), filepath.Dir(src), args, len(args)-2, "g++")
+	path, err := build(strings.TrimSuffix(filepath.Base(src), ext), filepath.Dir(src), args, len(args)-2, compiler)
 	if err != nil {
 		t.Fatal(err)
 	}
