@@ -64,6 +64,7 @@ const enum drop_reason *unused_drop_reason __attribute__((unused));
 const enum interval_kind *unused_interval_kind __attribute__((unused));
 const enum target_kind *unused_target_kind __attribute__((unused));
 const enum waker_kind *unused_waker_kind __attribute__((unused));
+const enum unw_status *unused_unw_status __attribute__((unused));
 
 
 /* tgid -> TARGET_*. Targets, plus children when following. Sized for a

@@ -230,10 +230,14 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 			user = splicePython(user, r.pyLocs[k.py])
 		}
 		s.Stack = append(s.Stack, user...)
-		if rec.UnwindPending && len(user) > 0 {
-			// Marked at the root: frame pointers alone may have lost
-			// callers in code built without them.
+		// Marked at the root, where frames are missing: frame pointers
+		// alone may have lost callers in code built without them; a stack
+		// deeper than the unwinder's limit lost its outermost frames.
+		switch {
+		case rec.UnwindPending && len(user) > 0:
 			s.Stack = append(s.Stack, profiles.SyntheticLocation("[walked before unwind tables loaded]"))
+		case rec.UnwindTruncated:
+			s.Stack = append(s.Stack, profiles.SyntheticLocation("[truncated: deeper than the unwind limit]"))
 		}
 		if rec.Kind == attach.Blocked {
 			if rule := idle.Classify(sys, s.Stack); rule != "" {

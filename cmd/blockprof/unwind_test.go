@@ -187,3 +187,20 @@ func TestRecordUnwindRedis(t *testing.T) {
 	}
 	checkOrder(t, "redis fsync", stack, "fdatasync", "flushAppendOnlyFile", "beforeSleep", "aeMain", "main")
 }
+
+// Debian's stripped, non-PIE python3.11 sleeping, recorded without the
+// Python walker: the native stack runs from the kernel through libc into
+// the interpreter (_PyEval_EvalFrameDefault, in its dynamic symbols) and
+// out to Py_BytesMain and _start.
+func TestRecordUnwindDebianPython(t *testing.T) {
+	testutil.RequireRoot(t)
+	py := testutil.Pythons()[0]
+	testutil.RequirePython(t, py)
+	script := pyWorkload(t, "sleep.py")
+	truth, p, _ := profileWorkload(t, py.Path, []string{script, "5"}, "-q", "--no-python")
+	b, _ := truth.Block("blocker")
+	got, stack := offCPU(t, p, int64(b.TID), "_PyEval_EvalFrameDefault")
+	t.Logf("stack: %v", stack)
+	testutil.Near(t, got, b.Seconds, 0.05, "interpreter thread off-CPU seconds")
+	checkOrder(t, "python3.11", stack, "clock_nanosleep", "_PyEval_EvalFrameDefault", "Py_BytesMain", "_start")
+}

@@ -249,6 +249,18 @@ type blockprofUnwStack struct {
 	Pad         uint32
 }
 
+type blockprofUnwStatus uint32
+
+const (
+	blockprofUnwStatusUNW_DONE_END    blockprofUnwStatus = 0
+	blockprofUnwStatusUNW_DONE_ZERO   blockprofUnwStatus = 1
+	blockprofUnwStatusUNW_TRUNCATED   blockprofUnwStatus = 2
+	blockprofUnwStatusUNW_UNSUPPORTED blockprofUnwStatus = 3
+	blockprofUnwStatusUNW_READ_FAULT  blockprofUnwStatus = 4
+	blockprofUnwStatusUNW_NO_REGS     blockprofUnwStatus = 5
+	blockprofUnwStatusUNW_BAD_FRAME   blockprofUnwStatus = 6
+)
+
 type blockprofWakerKind uint32
 
 const (
@@ -314,6 +326,7 @@ const (
 	blockprofVarUnusedDropReason   = "unused_drop_reason"
 	blockprofVarUnusedIntervalKind = "unused_interval_kind"
 	blockprofVarUnusedTargetKind   = "unused_target_kind"
+	blockprofVarUnusedUnwStatus    = "unused_unw_status"
 	blockprofVarUnusedWakerKind    = "unused_waker_kind"
 )
 
@@ -424,6 +437,7 @@ type blockprofVariableSpecs struct {
 	UnusedDropReason   *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
 	UnusedIntervalKind *ebpf.VariableSpec `ebpf:"unused_interval_kind"`
 	UnusedTargetKind   *ebpf.VariableSpec `ebpf:"unused_target_kind"`
+	UnusedUnwStatus    *ebpf.VariableSpec `ebpf:"unused_unw_status"`
 	UnusedWakerKind    *ebpf.VariableSpec `ebpf:"unused_waker_kind"`
 }
 
@@ -533,6 +547,7 @@ type blockprofVariables struct {
 	UnusedDropReason   *ebpf.Variable `ebpf:"unused_drop_reason"`
 	UnusedIntervalKind *ebpf.Variable `ebpf:"unused_interval_kind"`
 	UnusedTargetKind   *ebpf.Variable `ebpf:"unused_target_kind"`
+	UnusedUnwStatus    *ebpf.Variable `ebpf:"unused_unw_status"`
 	UnusedWakerKind    *ebpf.Variable `ebpf:"unused_waker_kind"`
 }
 

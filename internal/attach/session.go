@@ -100,8 +100,9 @@ type Record struct {
 	// UserStackID is negative); 0 for frame-pointer stacks.
 	UserStackHash uint64
 	// UnwindPending: the stack was walked with frame pointers because its
-	// process's unwind tables were not loaded yet.
-	UnwindPending bool
+	// process's unwind tables were not loaded yet. UnwindTruncated: the
+	// stack was deeper than the unwinder's frame limit (outer frames cut).
+	UnwindPending, UnwindTruncated bool
 	// Python holds the thread's Python frames (nil if none); PyStackID
 	// is their content hash, equal for equal frames.
 	Python    *PyStack
@@ -305,7 +306,8 @@ func (s *Session) Drain() ([]Record, error) {
 			}
 			r.UserStack, r.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.Ustack)
 			if k.Uhash != 0 {
-				r.UserStack, r.UnwindPending = s.unwoundStack(k.Uhash)
+				u := s.unwoundStack(k.Uhash)
+				r.UserStack, r.UnwindPending, r.UnwindTruncated = u.pcs, u.pending, u.truncated
 				r.UserStackHash = k.Uhash
 			}
 			r.KernelStack, r.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
@@ -447,27 +449,27 @@ func (s *Session) target(kind blockprofTargetKind, a, b uint64) *Target {
 	return t
 }
 
-// unwoundStack returns the frames of a table-unwound user stack, from the
-// kernel's LRU map or the copy taken at an earlier drain, and whether it
-// was walked before its process's tables were loaded.
-func (s *Session) unwoundStack(h uint64) ([]uint64, bool) {
+// unwoundStack returns a table-unwound user stack, from the kernel's LRU
+// map or the copy taken at an earlier drain.
+func (s *Session) unwoundStack(h uint64) unwound {
 	if st, ok := s.unwstacks[h]; ok {
-		return st.pcs, st.pending
+		return st
 	}
 	var v blockprofUnwStack
 	if err := s.objs.UnwStacks.Lookup(h, &v); err != nil {
-		return nil, false
+		return unwound{}
 	}
 	n := min(int(v.N), len(v.Pcs))
-	st := unwound{pcs: append([]uint64(nil), v.Pcs[:n]...), pending: v.Pending != 0}
+	st := unwound{pcs: append([]uint64(nil), v.Pcs[:n]...), pending: v.Pending != 0,
+		truncated: v.Status == uint32(blockprofUnwStatusUNW_TRUNCATED)}
 	s.unwstacks[h] = st
-	return st.pcs, st.pending
+	return st
 }
 
 // unwound is a copied-out table-unwound stack.
 type unwound struct {
-	pcs     []uint64
-	pending bool
+	pcs                []uint64
+	pending, truncated bool
 }
 
 // AddUnwind loads the unwind tables of process pid's executable mappings
