@@ -258,6 +258,11 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 	if filtered > 0 {
 		p.Comments = append(p.Comments, fmt.Sprintf("%d intervals left out by --target", filtered))
 	}
+	if u := r.sess.UnwindStats(); u.Files+u.FilesFailed+u.FilesNoRoom > 0 {
+		p.Comments = append(p.Comments, fmt.Sprintf(
+			"unwind tables: %d files, %d rows (%d unsupported); frame pointers only for %d files without tables, %d that did not fit, %d mappings over the limit",
+			u.Files, u.Rows, u.UnsupportedRows, u.FilesFailed, u.FilesNoRoom, u.MappingsDropped))
+	}
 	p.Latency = latencyTable(lat, p.Samples)
 	if r.pyUnresolved > 0 {
 		// Times are exact; only names are missing (not a loss).
