@@ -92,6 +92,7 @@ struct {
 struct task_state {
 	u64 ts_out;  /* switch-out time, 0 when on CPU or not tracked */
 	u64 ts_wake; /* wakeup time, 0 until woken */
+	u64 exec_out; /* se.sum_exec_runtime at switch-out, see bprof_switch */
 	s32 ustack;
 	s32 kstack;
 	u32 state;
@@ -868,10 +869,15 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 	if (st->ts_out) {
 		/* The last interval was never closed: the thread is running
 		 * again, but no switch-in of it was seen (rare; see README,
-		 * Limitations). If it was woken, its blocked time is known
-		 * exactly and kept; only its run-queue time is lost. */
-		if (st->ts_wake > st->ts_out) {
-			close_interval(prev, st, st->ts_wake);
+		 * Limitations). Recover when it came back from its CPU time:
+		 * the scheduler's sum_exec_runtime grew by exactly the time it
+		 * ran since, so it switched in at now - that. Blocked time is
+		 * exact when its wakeup was seen; otherwise all of the
+		 * interval counts as blocked. */
+		u64 now = bpf_ktime_get_ns();
+		u64 ran = prev->se.sum_exec_runtime - st->exec_out;
+		if (now > st->ts_out + ran) {
+			close_interval(prev, st, now - ran);
 			drop(DROP_SWITCHIN_MISSED, 1);
 		} else {
 			drop(DROP_UNCLOSED, 1);
@@ -902,6 +908,7 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 				      DROP_USTACK_ERROR);
 	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, st, prev_state, nr, BPF_CORE_READ(regs, di)) : -1;
 	st->pystack = py_stack_id(prev);
+	st->exec_out = prev->se.sum_exec_runtime;
 	/* Last, so the interval starts as close to the switch as possible. */
 	st->ts_out = bpf_ktime_get_ns();
 	return 0;

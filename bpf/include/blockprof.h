@@ -37,7 +37,7 @@ enum drop_reason {
 	DROP_ARG_UNREADABLE,       /* a syscall argument in user memory could not be read */
 	DROP_DRAIN_RACE,           /* (user space) a drained map still had a writer */
 	DROP_UNCLOSED,             /* an interval never closed: its switch-in was not seen */
-	DROP_SWITCHIN_MISSED,      /* ... but it was woken: blocked time kept, run-queue time lost */
+	DROP_SWITCHIN_MISSED,      /* ... recovered from CPU time: total exact, blocked/run-queue split may not be */
 	DROP_UNWIND_PARTIAL,       /* table unwinding stopped early (rule not expressible, unreadable) */
 	DROP_UNWIND_TRUNCATED,     /* ... or at its frame limit */
 	DROP_UNWIND_PENDING,       /* walked before the process's tables were loaded */

@@ -107,8 +107,13 @@ struct socket {
 	struct sock *sk;
 } __attribute__((preserve_access_index));
 
+struct sched_entity {
+	u64 sum_exec_runtime; /* ns on CPU, updated before sched_switch fires */
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	void *stack;
+	struct sched_entity se;
 	unsigned int flags;
 	int pid;
 	int tgid;

@@ -180,6 +180,7 @@ type blockprofTaskState struct {
 	_           structs.HostLayout
 	TsOut       uint64
 	TsWake      uint64
+	ExecOut     uint64
 	Ustack      int32
 	Kstack      int32
 	State       uint32
