@@ -76,25 +76,31 @@ func TestRecordBlockedOnWhat(t *testing.T) {
 			}
 		}
 		if b.WakerTID != 0 {
+			// Every wakeup seen names the holder. A wakeup can go unseen
+			// when the kernel never showed the switch-in (README,
+			// Limitations: then the interval is recovered without a
+			// waker), so most, not all, of the time carries one.
+			woken := timeWhere(t, p, tid, func(s *profile.Sample) bool { return onTarget(s) && label(s, "waker") != "" })
 			byHolder := timeWhere(t, p, tid, func(s *profile.Sample) bool {
 				return onTarget(s) && strings.HasSuffix(label(s, "waker"), fmt.Sprintf("/%d", b.WakerTID))
 			})
-			if byHolder < 0.95*got {
+			if woken < 0.75*got || byHolder < 0.999*woken {
 				dumpThread(t, p, tid)
-				t.Errorf("%s: %.4fs of %.4fs woken by the holder (tid %d)", b.Func, byHolder, got, b.WakerTID)
+				t.Errorf("%s: %.4fs of %.4fs has a waker, %.4fs of it the holder (tid %d)", b.Func, woken, got, byHolder, b.WakerTID)
 			}
 			// With --waker-stacks, the kernel path of the wakeup: a futex wake.
 			withStack := timeWhere(t, p, tid, func(s *profile.Sample) bool {
 				return onTarget(s) && strings.Contains(label(s, "waker_kernel"), "futex_wake")
 			})
-			if withStack < 0.95*got {
-				t.Errorf("%s: waker kernel stack names futex_wake for only %.4fs of %.4fs", b.Func, withStack, got)
+			if withStack < 0.999*woken {
+				t.Errorf("%s: waker kernel stack names futex_wake for only %.4fs of %.4fs woken", b.Func, withStack, woken)
 			}
 		}
 	}
 	// The sleep's duration is a numeric label too, and the synthetic leaf
 	// frame names the syscall and its target.
 	sleeper, _ := truth.Block("sleeper")
+	byTimer := 0
 	for _, s := range p.Sample {
 		if s.NumLabel["tid"][0] != int64(sleeper.TID) || label(s, "syscall") != "clock_nanosleep" {
 			continue
@@ -102,13 +108,21 @@ func TestRecordBlockedOnWhat(t *testing.T) {
 		if v := s.NumLabel["sleep"]; len(v) != 1 || v[0] != 30e6 || s.NumUnit["sleep"][0] != "nanoseconds" {
 			t.Errorf("sleep numeric label %v %v, want 30000000 nanoseconds", v, s.NumUnit["sleep"])
 		}
-		// Timers wake sleepers from interrupt context, not a thread.
-		if w := label(s, "waker"); w != "[interrupt]" {
+		// Timers wake sleepers from interrupt context, not a thread ("":
+		// a wakeup not seen, see above).
+		switch w := label(s, "waker"); w {
+		case "[interrupt]":
+			byTimer++
+		case "":
+		default:
 			t.Errorf("sleeper woken by %q, want [interrupt]", w)
 		}
 		if leaf := stackNames(s)[0]; !strings.HasPrefix(leaf, "[clock_nanosleep sleep 30ms]") {
 			t.Errorf("leaf frame %q, want [clock_nanosleep sleep 30ms]", leaf)
 		}
+	}
+	if byTimer == 0 {
+		t.Error("no sleep woken by a timer interrupt")
 	}
 	// The first screen tables syscall and target.
 	screen := r.stdout.String()
