@@ -35,7 +35,6 @@ enum drop_reason {
 	DROP_LATENCY_FULL,         /* latency histogram map full (sums unaffected) */
 	DROP_FD_UNREADABLE,        /* an fd's file could not be read (target unknown) */
 	DROP_ARG_UNREADABLE,       /* a syscall argument in user memory could not be read */
-	DROP_DRAIN_RACE,           /* (user space) a drained map still had a writer */
 	DROP_UNCLOSED,             /* an interval never closed: its switch-in was not seen */
 	DROP_SWITCHIN_MISSED,      /* ... recovered from CPU time: total exact, blocked/run-queue split may not be */
 	DROP_UNWIND_PARTIAL,       /* table unwinding stopped early (rule not expressible, unreadable) */

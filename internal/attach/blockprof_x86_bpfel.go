@@ -60,15 +60,14 @@ const (
 	blockprofDropReasonDROP_LATENCY_FULL     blockprofDropReason = 10
 	blockprofDropReasonDROP_FD_UNREADABLE    blockprofDropReason = 11
 	blockprofDropReasonDROP_ARG_UNREADABLE   blockprofDropReason = 12
-	blockprofDropReasonDROP_DRAIN_RACE       blockprofDropReason = 13
-	blockprofDropReasonDROP_UNCLOSED         blockprofDropReason = 14
-	blockprofDropReasonDROP_SWITCHIN_MISSED  blockprofDropReason = 15
-	blockprofDropReasonDROP_UNWIND_PARTIAL   blockprofDropReason = 16
-	blockprofDropReasonDROP_UNWIND_TRUNCATED blockprofDropReason = 17
-	blockprofDropReasonDROP_UNWIND_PENDING   blockprofDropReason = 18
-	blockprofDropReasonDROP_PY_READ          blockprofDropReason = 19
-	blockprofDropReasonDROP_PY_TRUNCATED     blockprofDropReason = 20
-	blockprofDropReasonDROP_MAX              blockprofDropReason = 21
+	blockprofDropReasonDROP_UNCLOSED         blockprofDropReason = 13
+	blockprofDropReasonDROP_SWITCHIN_MISSED  blockprofDropReason = 14
+	blockprofDropReasonDROP_UNWIND_PARTIAL   blockprofDropReason = 15
+	blockprofDropReasonDROP_UNWIND_TRUNCATED blockprofDropReason = 16
+	blockprofDropReasonDROP_UNWIND_PENDING   blockprofDropReason = 17
+	blockprofDropReasonDROP_PY_READ          blockprofDropReason = 18
+	blockprofDropReasonDROP_PY_TRUNCATED     blockprofDropReason = 19
+	blockprofDropReasonDROP_MAX              blockprofDropReason = 20
 )
 
 type blockprofFdKey struct {

@@ -551,8 +551,6 @@ func dropName(r blockprofDropReason) string {
 		return "fd_target_unreadable"
 	case blockprofDropReasonDROP_ARG_UNREADABLE:
 		return "syscall_arg_unreadable"
-	case blockprofDropReasonDROP_DRAIN_RACE:
-		return "drain_race"
 	case blockprofDropReasonDROP_UNCLOSED:
 		return "interval_unclosed"
 	case blockprofDropReasonDROP_SWITCHIN_MISSED:

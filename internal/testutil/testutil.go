@@ -99,7 +99,7 @@ func BuildC(t testing.TB, src string, cflags ...string) string {
 // installs it).
 func BuildCXX(t testing.TB, src string, flags ...string) string {
 	t.Helper()
-	requireTool(t, "g++")
+	RequireTool(t, "g++")
 	return buildSource(t, "g++", ".cc", src, flags)
 }
 
@@ -133,9 +133,9 @@ func BuildRust(t testing.TB, src string, flags ...string) string {
 	return path
 }
 
-// requireTool skips a test whose tool is not installed; under CI, which
+// RequireTool skips a test whose tool is not installed; under CI, which
 // installs every tool the tests use, it fails instead.
-func requireTool(t testing.TB, tool string) {
+func RequireTool(t testing.TB, tool string) {
 	t.Helper()
 	if _, err := exec.LookPath(tool); err == nil {
 		return
@@ -145,9 +145,6 @@ func requireTool(t testing.TB, tool string) {
 	}
 	t.Skipf("%s is not installed", tool)
 }
-
-// RequireTool is requireTool for tests outside this package.
-func RequireTool(t testing.TB, tool string) { t.Helper(); requireTool(t, tool) }
 
 var (
 	builds   sync.Map // cache key -> *buildResult
