@@ -52,6 +52,10 @@ volatile const bool cfg_targets = 1;      /* resolve what syscalls wait on (fds,
 volatile const bool cfg_filter_syscalls = 0;
 volatile const bool cfg_allow_nosyscall = 0;
 volatile const u64 cfg_syscall_mask[8] = {};
+/* Event-loop mode (see "Event loops" below). */
+volatile const bool cfg_loop = 0;
+volatile const bool cfg_loop_auto = 0;   /* find loop threads by behaviour, not only loop_tids */
+volatile const u64 cfg_loop_stall_ns = 100000000;
 
 /* Which aggregation map (0..2) is written; user space moves it on. */
 volatile u32 active_agg = 0;
@@ -65,6 +69,8 @@ const enum interval_kind *unused_interval_kind __attribute__((unused));
 const enum target_kind *unused_target_kind __attribute__((unused));
 const enum waker_kind *unused_waker_kind __attribute__((unused));
 const enum unw_status *unused_unw_status __attribute__((unused));
+const enum loop_event_kind *unused_loop_event_kind __attribute__((unused));
+const struct loop_event *unused_loop_event __attribute__((unused));
 
 
 /* tgid -> TARGET_*. Targets, plus children when following. Sized for a
@@ -116,6 +122,17 @@ struct task_state {
 	u64 last_arg0;
 	u64 pystack; /* see python.h */
 	u64 uhash;   /* unwound user stack, see unw_stacks */
+	/* Event loops (see below). */
+	u64 loop_wait;  /* identity of the thread's loop wait, 0 until elected */
+	u64 loop_cand;  /* majority-vote candidate for it */
+	u32 loop_votes;
+	u32 loop_flags; /* LOOP_* */
+	u32 loop_seq;   /* iteration running, 0 when none (in the wait, or no loop) */
+	u32 loop_next;  /* last iteration number handed out */
+	u32 out_seq;    /* loop_seq when the open interval began */
+	u32 loop_pad;
+	u64 iter_start; /* return of the last loop wait */
+	u64 iter_off;   /* off-CPU ns closed inside the current iteration */
 };
 
 struct {
@@ -350,6 +367,36 @@ static __always_inline void agg_leave(u32 idx)
 		__sync_fetch_and_add(&agg_inflight[idx], -1);
 }
 
+/* Add to the active aggregation map; false (counted) if it is full. */
+static __always_inline bool agg_add(struct agg_key *key, u64 count, u64 blocked, u64 runq, u64 bytes)
+{
+	u32 active = agg_enter();
+	void *agg = &agg0;
+	if (active == 1)
+		agg = &agg1;
+	else if (active == 2)
+		agg = &agg2;
+	struct agg_val *v = bpf_map_lookup_elem(agg, key);
+	if (!v) {
+		struct agg_val zero = {};
+		bpf_map_update_elem(agg, key, &zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(agg, key);
+		if (!v) {
+			agg_leave(active);
+			drop(DROP_AGG_FULL, count);
+			drop(DROP_AGG_FULL_NS, blocked + runq);
+			return false;
+		}
+	}
+	__sync_fetch_and_add(&v->count, count);
+	__sync_fetch_and_add(&v->blocked_ns, blocked);
+	__sync_fetch_and_add(&v->runqueue_ns, runq);
+	if (bytes)
+		__sync_fetch_and_add(&v->bytes, bytes);
+	agg_leave(active);
+	return true;
+}
+
 /* Close thread t's open interval at now (it is running again) and add it
  * to the active map. */
 static __always_inline void close_interval(struct task_struct *t, struct task_state *st, u64 now)
@@ -403,31 +450,13 @@ static __always_inline void close_interval(struct task_struct *t, struct task_st
 	}
 	key.pystack = st->pystack;
 	key.uhash = st->uhash;
+	key.loop_seq = st->out_seq;
+	/* Off-CPU time inside a loop iteration: the rest of it ran on CPU. */
+	if (st->out_seq && st->out_seq == st->loop_seq)
+		st->iter_off += blocked + runq;
 
-	u32 active = agg_enter();
-	void *agg = &agg0;
-	if (active == 1)
-		agg = &agg1;
-	else if (active == 2)
-		agg = &agg2;
-	struct agg_val *v = bpf_map_lookup_elem(agg, &key);
-	if (!v) {
-		struct agg_val zero = {};
-		bpf_map_update_elem(agg, &key, &zero, BPF_NOEXIST);
-		v = bpf_map_lookup_elem(agg, &key);
-		if (!v) {
-			agg_leave(active);
-			drop(DROP_AGG_FULL, 1);
-			drop(DROP_AGG_FULL_NS, blocked + runq);
-			return;
-		}
-	}
-	__sync_fetch_and_add(&v->count, 1);
-	__sync_fetch_and_add(&v->blocked_ns, blocked);
-	__sync_fetch_and_add(&v->runqueue_ns, runq);
-	if (st->bytes)
-		__sync_fetch_and_add(&v->bytes, st->bytes);
-	agg_leave(active);
+	if (!agg_add(&key, 1, blocked, runq, st->bytes))
+		return;
 	if (key.kind == KIND_BLOCKED)
 		record_latency(&key, blocked + runq);
 }
@@ -817,6 +846,29 @@ static __always_inline u64 unwound_stack(struct task_struct *t)
 	return h;
 }
 
+/* A loop thread between two calls of its loop wait (see "Event loops"). */
+static __always_inline bool in_loop_iteration(struct task_struct *t)
+{
+	struct task_state *st = bpf_task_storage_get(&tstate, t, 0, 0);
+	return st && st->loop_seq;
+}
+
+/* The user stack of t, into key: table-unwound or from frame pointers. */
+static __always_inline void user_stack(void *ctx, struct task_struct *t, s32 *ustack, u64 *uhash)
+{
+	*uhash = 0;
+	if (!cfg_user_stacks)
+		*ustack = -1;
+	else if (!t->mm)
+		*ustack = -3; /* ESRCH: exiting thread, its user memory is gone: nothing lost */
+	else if (cfg_unwind) {
+		*ustack = -1;
+		*uhash = unwound_stack(t);
+	} else
+		*ustack = stack_id(ctx, &ustacks, BPF_F_USER_STACK, DROP_USTACK_COLLISION,
+				   DROP_USTACK_ERROR);
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
@@ -828,8 +880,10 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 
 	u32 kind = KIND_BLOCKED;
 	if (prev_state == 0) {
-		/* Preempted while running: not waiting on anything. */
-		if (!cfg_preempted)
+		/* Preempted while running: not waiting on anything. Loop mode
+		 * keeps it inside a loop iteration: the loop was stalled, if
+		 * only waiting for a CPU. */
+		if (!cfg_preempted && !(cfg_loop && in_loop_iteration(prev)))
 			return 0;
 		kind = KIND_PREEMPTED;
 	} else if (preempt) {
@@ -895,20 +949,11 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 	if (cfg_targets && nr >= 0)
 		resolve_target(prev, regs, nr, st);
 	st->ts_wake = 0;
-	st->uhash = 0;
-	if (!cfg_user_stacks)
-		st->ustack = -1;
-	else if (!prev->mm)
-		st->ustack = -3; /* ESRCH: exiting thread, its user memory is gone: nothing lost */
-	else if (cfg_unwind) {
-		st->ustack = -1;
-		st->uhash = unwound_stack(prev);
-	} else
-		st->ustack = stack_id(ctx, &ustacks, BPF_F_USER_STACK, DROP_USTACK_COLLISION,
-				      DROP_USTACK_ERROR);
+	user_stack(ctx, prev, &st->ustack, &st->uhash);
 	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, st, prev_state, nr, BPF_CORE_READ(regs, di)) : -1;
 	st->pystack = py_stack_id(prev);
 	st->exec_out = prev->se.sum_exec_runtime;
+	st->out_seq = st->loop_seq;
 	/* Last, so the interval starts as close to the switch as possible. */
 	st->ts_out = bpf_ktime_get_ns();
 	return 0;
@@ -1026,5 +1071,287 @@ int BPF_PROG(bprof_exec)
 	struct task_state *st = bpf_task_storage_get(&tstate, t, 0, 0);
 	if (st)
 		st->named = false;
+	return 0;
+}
+
+/* ---- Event loops ----
+ * A loop thread alternates between its loop wait (epoll_wait, poll...) and
+ * an iteration: the callbacks that run from the wait's return to its next
+ * call. the wait syscalls' entry and exit tracepoints (only those run
+ * BPF) time every iteration; one longer than cfg_loop_stall_ns
+ * is a stall. Whatever happens inside an iteration (off-CPU intervals,
+ * on-CPU samples) goes to the aggregation maps tagged with the
+ * iteration's number, and each stall to loop_events. User space keeps the
+ * tagged records of stalls and drops the others: nothing is buffered per
+ * iteration in the kernel, and a stall of any length is complete.
+ *
+ * Which wait is the loop's is learnt per thread: its waits vote (a
+ * Boyer-Moore majority) on their identity, the syscall's class and its
+ * first argument (the epoll fd; the pollfd array or fd set address). A
+ * loop calls its own wait far more often than code inside a callback does
+ * (a socket with a timeout polls; Node's execSync runs a private epoll),
+ * and once a thread has used epoll, only its epoll waits vote.
+ */
+#define LOOP_CLASS_EPOLL 1
+#define LOOP_CLASS_POLL 2
+#define LOOP_CLASS_SELECT 3
+#define LOOP_PROMOTE 4    /* votes that make a wait the loop's */
+#define LOOP_VOTES_MAX 64 /* another wait must outvote the loop's by this much */
+#define LOOP_SEEN_EPOLL 1
+#define LOOP_IN_WAIT 2    /* inside a call of the loop wait */
+
+/* Any threads named with --loop-thread (cfg_loop_auto off: only those). */
+volatile const bool cfg_loop_explicit = 0;
+
+/* tid -> 1: loop threads named by the user (elected at their first wait). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, u32);
+	__type(value, u8);
+} loop_tids SEC(".maps");
+
+/* tid -> what user space reads about each loop thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 1024);
+	__type(key, u32);
+	__type(value, struct loop_stats);
+} loop_threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} loop_ring SEC(".maps");
+
+const volatile struct loop_stats loop_zero = {};
+
+static __always_inline u32 loop_bucket(u64 ns)
+{
+	if (ns < (1 << LOOP_SUB_BITS))
+		return ns;
+	u32 msb = log2_u64(ns);
+	u32 sub = (ns >> (msb - LOOP_SUB_BITS)) & ((1 << LOOP_SUB_BITS) - 1);
+	return ((msb << LOOP_SUB_BITS) | sub) & (LOOP_HIST - 1);
+}
+
+static __always_inline void loop_event(u32 kind, struct task_struct *t, struct task_state *st,
+				       u32 seq, u64 start, u64 end, s32 sysnr)
+{
+	struct loop_event *e = bpf_ringbuf_reserve(&loop_ring, sizeof(*e), 0);
+	if (!e) {
+		drop(DROP_LOOP_EVENT, 1);
+		return;
+	}
+	e->kind = kind;
+	e->tgid = t->tgid;
+	e->tid = t->pid;
+	e->seq = seq;
+	e->wait = st->loop_wait;
+	e->start = start;
+	e->end = end;
+	e->off_ns = st->iter_off;
+	e->sysnr = sysnr;
+	e->pad = 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Wait id becomes t's loop wait: an iteration in progress is abandoned
+ * (it began under another wait), and user space is told to sample t. */
+static __always_inline void loop_elect(struct task_struct *t, struct task_state *st, u64 id, s32 nr)
+{
+	u32 tid = t->pid;
+	struct loop_stats *ls = bpf_map_lookup_elem(&loop_threads, &tid);
+	if (!ls) {
+		bpf_map_update_elem(&loop_threads, &tid, (void *)&loop_zero, BPF_NOEXIST);
+		ls = bpf_map_lookup_elem(&loop_threads, &tid);
+		if (!ls) {
+			drop(DROP_LOOP_STATS_FULL, 1);
+			return;
+		}
+	}
+	st->loop_wait = id;
+	st->loop_seq = 0;
+	ls->tgid = t->tgid;
+	ls->tid = tid;
+	ls->wait = id;
+	ls->sysnr = nr;
+	ls->in_iter = 0;
+	ls->done_seq = st->loop_next;
+	loop_event(LOOP_EV_FOUND, t, st, 0, 0, 0, nr);
+}
+
+/* The loop wait is called again: the iteration ends. */
+static __always_inline void loop_end_iteration(struct task_struct *t, struct task_state *st, u64 now)
+{
+	u32 tid = t->pid;
+	struct loop_stats *ls = bpf_map_lookup_elem(&loop_threads, &tid);
+	u64 d = now > st->iter_start ? now - st->iter_start : 0;
+	if (d >= cfg_loop_stall_ns)
+		loop_event(LOOP_EV_STALL, t, st, st->loop_seq, st->iter_start, now, 0);
+	if (ls) {
+		/* Only this thread writes its entry: no atomics needed. */
+		ls->iterations++;
+		ls->total_ns += d;
+		if (d > ls->max_ns)
+			ls->max_ns = d;
+		ls->hist[loop_bucket(d)]++;
+		if (d >= cfg_loop_stall_ns)
+			ls->stalls++;
+		/* After the event: user space that reads done_seq finds the
+		 * stall in the ring. */
+		ls->done_seq = st->loop_seq;
+		ls->in_iter = 0;
+	}
+	st->loop_seq = 0;
+}
+
+static __always_inline int loop_wait_enter(u64 arg0, u64 arg1, u32 cls, s32 nr)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	if (!is_target(t))
+		return 0;
+	u32 tid = t->pid;
+	bool named = cfg_loop_explicit && bpf_map_lookup_elem(&loop_tids, &tid);
+	if (!cfg_loop_auto && !named)
+		return 0;
+	struct task_state *st = bpf_task_storage_get(&tstate, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st) {
+		drop(DROP_STORAGE, 1);
+		return 0;
+	}
+	u64 now = bpf_ktime_get_ns();
+	u64 arg = cls == LOOP_CLASS_SELECT ? arg1 : arg0;
+	u64 id = ((u64)cls << 56) | (arg & ((1ULL << 56) - 1));
+
+	st->loop_flags &= ~LOOP_IN_WAIT;
+	if (cls == LOOP_CLASS_EPOLL)
+		st->loop_flags |= LOOP_SEEN_EPOLL;
+	else if (st->loop_flags & LOOP_SEEN_EPOLL)
+		return 0; /* a poll inside an epoll loop's callback */
+	if (st->loop_votes == 0) {
+		st->loop_cand = id;
+		st->loop_votes = 1;
+	} else if (st->loop_cand == id) {
+		if (st->loop_votes < LOOP_VOTES_MAX)
+			st->loop_votes++;
+	} else {
+		st->loop_votes--;
+	}
+	if (st->loop_cand == id && st->loop_wait != id && st->loop_votes >= (named ? 1 : LOOP_PROMOTE))
+		loop_elect(t, st, id, nr);
+	if (id != st->loop_wait)
+		return 0;
+	st->loop_flags |= LOOP_IN_WAIT;
+	if (st->loop_seq)
+		loop_end_iteration(t, st, now);
+	return 0;
+}
+
+/* The loop wait returned: a new iteration begins. */
+static __always_inline int loop_wait_exit(void)
+{
+	struct task_struct *t = bpf_get_current_task_btf();
+	if (!is_target(t))
+		return 0;
+	struct task_state *st = bpf_task_storage_get(&tstate, t, 0, 0);
+	if (!st || !(st->loop_flags & LOOP_IN_WAIT))
+		return 0;
+	st->loop_flags &= ~LOOP_IN_WAIT;
+	u32 seq = ++st->loop_next;
+	if (!seq)
+		seq = ++st->loop_next;
+	st->loop_seq = seq;
+	st->iter_off = 0;
+	st->iter_start = bpf_ktime_get_ns();
+	u32 tid = t->pid;
+	struct loop_stats *ls = bpf_map_lookup_elem(&loop_threads, &tid);
+	if (ls) {
+		ls->seq = seq;
+		ls->iter_start = st->iter_start;
+		ls->in_iter = 1;
+	}
+	return 0;
+}
+
+/* Syscall tracepoint contexts (events/syscalls/sys_{enter,exit}_NAME/format). */
+struct syscall_enter_ctx {
+	u64 common;
+	s64 nr;
+	u64 args[6];
+};
+
+/* The per-syscall tracepoints, not fentry (this needs no ftrace direct
+ * calls, which kernels without CONFIG_DYNAMIC_FTRACE lack) and not raw
+ * sys_enter: the kernel tests its bitmap of enabled syscalls before it
+ * calls any program, so other syscalls never run BPF. */
+#define LOOP_WAIT_HOOKS(name, cls, nr)                                              \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                                 \
+	int bprof_le_##name(struct syscall_enter_ctx *ctx)                          \
+	{                                                                           \
+		return cfg_loop ? loop_wait_enter(ctx->args[0], ctx->args[1], cls, nr) : 0; \
+	}                                                                           \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                                  \
+	int bprof_lx_##name(void *ctx)                                              \
+	{                                                                           \
+		return cfg_loop ? loop_wait_exit() : 0;                             \
+	}
+
+LOOP_WAIT_HOOKS(epoll_wait, LOOP_CLASS_EPOLL, 232)
+LOOP_WAIT_HOOKS(epoll_pwait, LOOP_CLASS_EPOLL, 281)
+LOOP_WAIT_HOOKS(epoll_pwait2, LOOP_CLASS_EPOLL, 441)
+LOOP_WAIT_HOOKS(poll, LOOP_CLASS_POLL, 7)
+LOOP_WAIT_HOOKS(ppoll, LOOP_CLASS_POLL, 271)
+LOOP_WAIT_HOOKS(select, LOOP_CLASS_SELECT, 23)
+LOOP_WAIT_HOOKS(pselect6, LOOP_CLASS_SELECT, 270)
+
+/* On-CPU samples of loop threads: a task-clock perf event per loop thread
+ * (opened by user space when the thread is found), so only loop threads
+ * are sampled, and only while they run. Samples outside an iteration (CPU
+ * spent inside the wait itself) are not the loop's callbacks: skipped. */
+/* The perf_event program context, uapi struct bpf_perf_event_data for
+ * x86-64: the sample's registers (uapi struct pt_regs: cs is word 17; the
+ * kernel's struct pt_regs is declared in kernel.h for CO-RE) and the period. */
+struct perf_sample_ctx {
+	u64 regs[21];
+	u64 sample_period;
+	u64 addr;
+};
+#define PERF_REGS_CS 17
+
+SEC("perf_event")
+int bprof_loop_sample(struct perf_sample_ctx *ctx)
+{
+	if (!cfg_loop)
+		return 0;
+	struct task_struct *t = bpf_get_current_task_btf();
+	if (!is_target(t))
+		return 0;
+	struct task_state *st = bpf_task_storage_get(&tstate, t, 0, 0);
+	if (!st || !st->loop_seq)
+		return 0;
+
+	struct agg_key key;
+	__builtin_memset(&key, 0, sizeof(key));
+	key.tgid = t->tgid;
+	key.tid = t->pid;
+	key.kind = KIND_ONCPU;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	s64 nr = BPF_CORE_READ(regs, orig_ax);
+	if ((s64)BPF_CORE_READ(regs, ax) != -38 /* -ENOSYS: in a syscall */)
+		nr = -1;
+	key.sysnr = nr;
+	key.fd = -1;
+	key.waker_ustack = -1;
+	key.waker_kstack = -1;
+	user_stack(ctx, t, &key.ustack, &key.uhash);
+	/* In kernel mode (a syscall doing work): its kernel stack too. */
+	key.kstack = -1;
+	if (cfg_kernel_stacks && !(ctx->regs[PERF_REGS_CS] & 3))
+		key.kstack = stack_id(ctx, &kstacks, 0, DROP_KSTACK_COLLISION, DROP_KSTACK_ERROR);
+	key.pystack = py_stack_id(t);
+	key.loop_seq = st->loop_seq;
+	agg_add(&key, 1, ctx->sample_period, 0, 0);
 	return 0;
 }

@@ -17,6 +17,9 @@ enum interval_kind {
 	 * counted as blocked from its wakeup on. Kept in per-thread state
 	 * only; aggregated as KIND_BLOCKED. */
 	KIND_PREEMPTED_SLEEPING = 2,
+	/* Loop mode: on-CPU samples of a loop thread inside an iteration
+	 * (count = samples, blocked_ns = the sampling periods they stand for). */
+	KIND_ONCPU = 3,
 };
 
 /* Why data was lost. Every early exit that loses data bumps one of these;
@@ -42,6 +45,8 @@ enum drop_reason {
 	DROP_UNWIND_PENDING,       /* walked before the process's tables were loaded */
 	DROP_PY_READ,              /* Python thread state or frames unreadable (stack cut short) */
 	DROP_PY_TRUNCATED,         /* Python stack deeper than PY_MAX_FRAMES (outer frames cut) */
+	DROP_LOOP_EVENT,           /* loop event ring full: a stall (or a new loop thread) not reported */
+	DROP_LOOP_STATS_FULL,      /* too many loop threads: one is not measured */
 	DROP_MAX,
 };
 
@@ -99,6 +104,10 @@ struct agg_key {
 	/* User stack unwound with .eh_frame tables: key of unw_stacks, 0 if
 	 * the stack came from frame pointers (ustack). */
 	u64 uhash;
+	/* Loop mode: the loop iteration the interval (or sample) fell in, 0
+	 * for none. User space keeps it only if that iteration stalled. */
+	u32 loop_seq;
+	u32 pad;
 };
 
 #define PATH_PARTS 8
@@ -161,4 +170,39 @@ struct lat_key {
 struct lat_val {
 	u64 buckets[LAT_BUCKETS];
 	u64 max_ns;
+};
+
+/* Event-loop mode. Iteration times go into log-linear buckets: 8 per
+ * power of two (3 bits after the leading one), so a percentile read off
+ * them is within 1/8 of the truth. */
+#define LOOP_SUB_BITS 3
+#define LOOP_HIST (64 << LOOP_SUB_BITS)
+
+/* One loop thread, as user space reads it. */
+struct loop_stats {
+	u32 tgid, tid;
+	u64 wait;   /* identity of its loop wait (see loop_wait_id) */
+	s32 sysnr;  /* the wait's syscall */
+	u32 in_iter; /* an iteration is running (the thread is not in its wait) */
+	u32 seq;     /* the current or last iteration */
+	u32 done_seq; /* every iteration up to this one is decided: its stall, if any, is in loop_events */
+	u64 iter_start; /* when the current iteration began (its wait returned) */
+	u64 iterations, stalls;
+	u64 total_ns, max_ns;
+	u64 hist[LOOP_HIST];
+};
+
+enum loop_event_kind {
+	LOOP_EV_FOUND = 1, /* a thread became a loop thread: start sampling it */
+	LOOP_EV_STALL = 2, /* an iteration ran past the stall threshold */
+};
+
+struct loop_event {
+	u32 kind; /* enum loop_event_kind */
+	u32 tgid, tid, seq;
+	u64 wait;
+	u64 start, end; /* the iteration: its wait's return, the next wait's call */
+	u64 off_ns;     /* off-CPU time inside it (blocked + run-queue) */
+	s32 sysnr;
+	u32 pad;
 };

@@ -34,6 +34,8 @@ type blockprofAggKey struct {
 	WakerComm   [16]int8
 	Pystack     uint64
 	Uhash       uint64
+	LoopSeq     uint32
+	Pad         uint32
 }
 
 type blockprofAggVal struct {
@@ -67,7 +69,9 @@ const (
 	blockprofDropReasonDROP_UNWIND_PENDING   blockprofDropReason = 17
 	blockprofDropReasonDROP_PY_READ          blockprofDropReason = 18
 	blockprofDropReasonDROP_PY_TRUNCATED     blockprofDropReason = 19
-	blockprofDropReasonDROP_MAX              blockprofDropReason = 20
+	blockprofDropReasonDROP_LOOP_EVENT       blockprofDropReason = 20
+	blockprofDropReasonDROP_LOOP_STATS_FULL  blockprofDropReason = 21
+	blockprofDropReasonDROP_MAX              blockprofDropReason = 22
 )
 
 type blockprofFdKey struct {
@@ -101,6 +105,7 @@ const (
 	blockprofIntervalKindKIND_BLOCKED            blockprofIntervalKind = 0
 	blockprofIntervalKindKIND_PREEMPTED          blockprofIntervalKind = 1
 	blockprofIntervalKindKIND_PREEMPTED_SLEEPING blockprofIntervalKind = 2
+	blockprofIntervalKindKIND_ONCPU              blockprofIntervalKind = 3
 )
 
 type blockprofLatKey struct {
@@ -117,6 +122,44 @@ type blockprofLatVal struct {
 	_       structs.HostLayout
 	Buckets [40]uint64
 	MaxNs   uint64
+}
+
+type blockprofLoopEvent struct {
+	_     structs.HostLayout
+	Kind  uint32
+	Tgid  uint32
+	Tid   uint32
+	Seq   uint32
+	Wait  uint64
+	Start uint64
+	End   uint64
+	OffNs uint64
+	Sysnr int32
+	Pad   uint32
+}
+
+type blockprofLoopEventKind uint32
+
+const (
+	blockprofLoopEventKindLOOP_EV_FOUND blockprofLoopEventKind = 1
+	blockprofLoopEventKindLOOP_EV_STALL blockprofLoopEventKind = 2
+)
+
+type blockprofLoopStats struct {
+	_          structs.HostLayout
+	Tgid       uint32
+	Tid        uint32
+	Wait       uint64
+	Sysnr      int32
+	InIter     uint32
+	Seq        uint32
+	DoneSeq    uint32
+	IterStart  uint64
+	Iterations uint64
+	Stalls     uint64
+	TotalNs    uint64
+	MaxNs      uint64
+	Hist       [512]uint64
 }
 
 type blockprofPathArg struct {
@@ -206,6 +249,16 @@ type blockprofTaskState struct {
 	LastArg0    uint64
 	Pystack     uint64
 	Uhash       uint64
+	LoopWait    uint64
+	LoopCand    uint64
+	LoopVotes   uint32
+	LoopFlags   uint32
+	LoopSeq     uint32
+	LoopNext    uint32
+	OutSeq      uint32
+	LoopPad     uint32
+	IterStart   uint64
+	IterOff     uint64
 }
 
 type blockprofThreadInfo struct {
@@ -273,61 +326,86 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	blockprofMapAgg0               = "agg0"
-	blockprofMapAgg1               = "agg1"
-	blockprofMapAgg2               = "agg2"
-	blockprofMapDrops              = "drops"
-	blockprofMapFdScratch          = "fd_scratch"
-	blockprofMapFdTargets          = "fd_targets"
-	blockprofMapKstacks            = "kstacks"
-	blockprofMapLatency            = "latency"
-	blockprofMapPathArgs           = "path_args"
-	blockprofMapPathScratch        = "path_scratch"
-	blockprofMapPyNew              = "py_new"
-	blockprofMapPyScratch          = "py_scratch"
-	blockprofMapPyStacks           = "py_stacks"
-	blockprofMapPyTargets          = "py_targets"
-	blockprofMapPyThreads          = "py_threads"
-	blockprofMapTargetTids         = "target_tids"
-	blockprofMapTargets            = "targets"
-	blockprofMapThreads            = "threads"
-	blockprofMapTstate             = "tstate"
-	blockprofMapUnwMappings        = "unw_mappings"
-	blockprofMapUnwProcs           = "unw_procs"
-	blockprofMapUnwRows            = "unw_rows"
-	blockprofMapUnwScratch         = "unw_scratch"
-	blockprofMapUnwStacks          = "unw_stacks"
-	blockprofMapUstacks            = "ustacks"
-	blockprofMapWkstacks           = "wkstacks"
-	blockprofProgBprofExec         = "bprof_exec"
-	blockprofProgBprofFork         = "bprof_fork"
-	blockprofProgBprofSwitch       = "bprof_switch"
-	blockprofProgBprofWakeup       = "bprof_wakeup"
-	blockprofVarActiveAgg          = "active_agg"
-	blockprofVarAggInflight        = "agg_inflight"
-	blockprofVarCfgAllowNosyscall  = "cfg_allow_nosyscall"
-	blockprofVarCfgFilterSyscalls  = "cfg_filter_syscalls"
-	blockprofVarCfgFilterTids      = "cfg_filter_tids"
-	blockprofVarCfgFollowChildren  = "cfg_follow_children"
-	blockprofVarCfgKernelStacks    = "cfg_kernel_stacks"
-	blockprofVarCfgMaxBlockNs      = "cfg_max_block_ns"
-	blockprofVarCfgMinBlockNs      = "cfg_min_block_ns"
-	blockprofVarCfgPreempted       = "cfg_preempted"
-	blockprofVarCfgPython          = "cfg_python"
-	blockprofVarCfgReuseKstack     = "cfg_reuse_kstack"
-	blockprofVarCfgSingleTgid      = "cfg_single_tgid"
-	blockprofVarCfgSyscallMask     = "cfg_syscall_mask"
-	blockprofVarCfgTargets         = "cfg_targets"
-	blockprofVarCfgUnwind          = "cfg_unwind"
-	blockprofVarCfgUserStacks      = "cfg_user_stacks"
-	blockprofVarCfgWakerStacks     = "cfg_waker_stacks"
-	blockprofVarCfgWakers          = "cfg_wakers"
-	blockprofVarLatZero            = "lat_zero"
-	blockprofVarUnusedDropReason   = "unused_drop_reason"
-	blockprofVarUnusedIntervalKind = "unused_interval_kind"
-	blockprofVarUnusedTargetKind   = "unused_target_kind"
-	blockprofVarUnusedUnwStatus    = "unused_unw_status"
-	blockprofVarUnusedWakerKind    = "unused_waker_kind"
+	blockprofMapAgg0                = "agg0"
+	blockprofMapAgg1                = "agg1"
+	blockprofMapAgg2                = "agg2"
+	blockprofMapDrops               = "drops"
+	blockprofMapFdScratch           = "fd_scratch"
+	blockprofMapFdTargets           = "fd_targets"
+	blockprofMapKstacks             = "kstacks"
+	blockprofMapLatency             = "latency"
+	blockprofMapLoopRing            = "loop_ring"
+	blockprofMapLoopThreads         = "loop_threads"
+	blockprofMapLoopTids            = "loop_tids"
+	blockprofMapPathArgs            = "path_args"
+	blockprofMapPathScratch         = "path_scratch"
+	blockprofMapPyNew               = "py_new"
+	blockprofMapPyScratch           = "py_scratch"
+	blockprofMapPyStacks            = "py_stacks"
+	blockprofMapPyTargets           = "py_targets"
+	blockprofMapPyThreads           = "py_threads"
+	blockprofMapTargetTids          = "target_tids"
+	blockprofMapTargets             = "targets"
+	blockprofMapThreads             = "threads"
+	blockprofMapTstate              = "tstate"
+	blockprofMapUnwMappings         = "unw_mappings"
+	blockprofMapUnwProcs            = "unw_procs"
+	blockprofMapUnwRows             = "unw_rows"
+	blockprofMapUnwScratch          = "unw_scratch"
+	blockprofMapUnwStacks           = "unw_stacks"
+	blockprofMapUstacks             = "ustacks"
+	blockprofMapWkstacks            = "wkstacks"
+	blockprofProgBprofExec          = "bprof_exec"
+	blockprofProgBprofFork          = "bprof_fork"
+	blockprofProgBprofLeEpollPwait  = "bprof_le_epoll_pwait"
+	blockprofProgBprofLeEpollPwait2 = "bprof_le_epoll_pwait2"
+	blockprofProgBprofLeEpollWait   = "bprof_le_epoll_wait"
+	blockprofProgBprofLePoll        = "bprof_le_poll"
+	blockprofProgBprofLePpoll       = "bprof_le_ppoll"
+	blockprofProgBprofLePselect6    = "bprof_le_pselect6"
+	blockprofProgBprofLeSelect      = "bprof_le_select"
+	blockprofProgBprofLoopSample    = "bprof_loop_sample"
+	blockprofProgBprofLxEpollPwait  = "bprof_lx_epoll_pwait"
+	blockprofProgBprofLxEpollPwait2 = "bprof_lx_epoll_pwait2"
+	blockprofProgBprofLxEpollWait   = "bprof_lx_epoll_wait"
+	blockprofProgBprofLxPoll        = "bprof_lx_poll"
+	blockprofProgBprofLxPpoll       = "bprof_lx_ppoll"
+	blockprofProgBprofLxPselect6    = "bprof_lx_pselect6"
+	blockprofProgBprofLxSelect      = "bprof_lx_select"
+	blockprofProgBprofSwitch        = "bprof_switch"
+	blockprofProgBprofWakeup        = "bprof_wakeup"
+	blockprofVarActiveAgg           = "active_agg"
+	blockprofVarAggInflight         = "agg_inflight"
+	blockprofVarCfgAllowNosyscall   = "cfg_allow_nosyscall"
+	blockprofVarCfgFilterSyscalls   = "cfg_filter_syscalls"
+	blockprofVarCfgFilterTids       = "cfg_filter_tids"
+	blockprofVarCfgFollowChildren   = "cfg_follow_children"
+	blockprofVarCfgKernelStacks     = "cfg_kernel_stacks"
+	blockprofVarCfgLoop             = "cfg_loop"
+	blockprofVarCfgLoopAuto         = "cfg_loop_auto"
+	blockprofVarCfgLoopExplicit     = "cfg_loop_explicit"
+	blockprofVarCfgLoopStallNs      = "cfg_loop_stall_ns"
+	blockprofVarCfgMaxBlockNs       = "cfg_max_block_ns"
+	blockprofVarCfgMinBlockNs       = "cfg_min_block_ns"
+	blockprofVarCfgPreempted        = "cfg_preempted"
+	blockprofVarCfgPython           = "cfg_python"
+	blockprofVarCfgReuseKstack      = "cfg_reuse_kstack"
+	blockprofVarCfgSingleTgid       = "cfg_single_tgid"
+	blockprofVarCfgSyscallMask      = "cfg_syscall_mask"
+	blockprofVarCfgTargets          = "cfg_targets"
+	blockprofVarCfgUnwind           = "cfg_unwind"
+	blockprofVarCfgUserStacks       = "cfg_user_stacks"
+	blockprofVarCfgWakerStacks      = "cfg_waker_stacks"
+	blockprofVarCfgWakers           = "cfg_wakers"
+	blockprofVarLatZero             = "lat_zero"
+	blockprofVarLoopZero            = "loop_zero"
+	blockprofVarUnusedDropReason    = "unused_drop_reason"
+	blockprofVarUnusedIntervalKind  = "unused_interval_kind"
+	blockprofVarUnusedLoopEvent     = "unused_loop_event"
+	blockprofVarUnusedLoopEventKind = "unused_loop_event_kind"
+	blockprofVarUnusedTargetKind    = "unused_target_kind"
+	blockprofVarUnusedUnwStatus     = "unused_unw_status"
+	blockprofVarUnusedWakerKind     = "unused_waker_kind"
 )
 
 // loadBlockprof returns the embedded CollectionSpec for blockprof.
@@ -372,10 +450,25 @@ type blockprofSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockprofProgramSpecs struct {
-	BprofExec   *ebpf.ProgramSpec `ebpf:"bprof_exec"`
-	BprofFork   *ebpf.ProgramSpec `ebpf:"bprof_fork"`
-	BprofSwitch *ebpf.ProgramSpec `ebpf:"bprof_switch"`
-	BprofWakeup *ebpf.ProgramSpec `ebpf:"bprof_wakeup"`
+	BprofExec          *ebpf.ProgramSpec `ebpf:"bprof_exec"`
+	BprofFork          *ebpf.ProgramSpec `ebpf:"bprof_fork"`
+	BprofLeEpollPwait  *ebpf.ProgramSpec `ebpf:"bprof_le_epoll_pwait"`
+	BprofLeEpollPwait2 *ebpf.ProgramSpec `ebpf:"bprof_le_epoll_pwait2"`
+	BprofLeEpollWait   *ebpf.ProgramSpec `ebpf:"bprof_le_epoll_wait"`
+	BprofLePoll        *ebpf.ProgramSpec `ebpf:"bprof_le_poll"`
+	BprofLePpoll       *ebpf.ProgramSpec `ebpf:"bprof_le_ppoll"`
+	BprofLePselect6    *ebpf.ProgramSpec `ebpf:"bprof_le_pselect6"`
+	BprofLeSelect      *ebpf.ProgramSpec `ebpf:"bprof_le_select"`
+	BprofLoopSample    *ebpf.ProgramSpec `ebpf:"bprof_loop_sample"`
+	BprofLxEpollPwait  *ebpf.ProgramSpec `ebpf:"bprof_lx_epoll_pwait"`
+	BprofLxEpollPwait2 *ebpf.ProgramSpec `ebpf:"bprof_lx_epoll_pwait2"`
+	BprofLxEpollWait   *ebpf.ProgramSpec `ebpf:"bprof_lx_epoll_wait"`
+	BprofLxPoll        *ebpf.ProgramSpec `ebpf:"bprof_lx_poll"`
+	BprofLxPpoll       *ebpf.ProgramSpec `ebpf:"bprof_lx_ppoll"`
+	BprofLxPselect6    *ebpf.ProgramSpec `ebpf:"bprof_lx_pselect6"`
+	BprofLxSelect      *ebpf.ProgramSpec `ebpf:"bprof_lx_select"`
+	BprofSwitch        *ebpf.ProgramSpec `ebpf:"bprof_switch"`
+	BprofWakeup        *ebpf.ProgramSpec `ebpf:"bprof_wakeup"`
 }
 
 // blockprofMapSpecs contains maps before they are loaded into the kernel.
@@ -390,6 +483,9 @@ type blockprofMapSpecs struct {
 	FdTargets   *ebpf.MapSpec `ebpf:"fd_targets"`
 	Kstacks     *ebpf.MapSpec `ebpf:"kstacks"`
 	Latency     *ebpf.MapSpec `ebpf:"latency"`
+	LoopRing    *ebpf.MapSpec `ebpf:"loop_ring"`
+	LoopThreads *ebpf.MapSpec `ebpf:"loop_threads"`
+	LoopTids    *ebpf.MapSpec `ebpf:"loop_tids"`
 	PathArgs    *ebpf.MapSpec `ebpf:"path_args"`
 	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
 	PyNew       *ebpf.MapSpec `ebpf:"py_new"`
@@ -414,31 +510,38 @@ type blockprofMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockprofVariableSpecs struct {
-	ActiveAgg          *ebpf.VariableSpec `ebpf:"active_agg"`
-	AggInflight        *ebpf.VariableSpec `ebpf:"agg_inflight"`
-	CfgAllowNosyscall  *ebpf.VariableSpec `ebpf:"cfg_allow_nosyscall"`
-	CfgFilterSyscalls  *ebpf.VariableSpec `ebpf:"cfg_filter_syscalls"`
-	CfgFilterTids      *ebpf.VariableSpec `ebpf:"cfg_filter_tids"`
-	CfgFollowChildren  *ebpf.VariableSpec `ebpf:"cfg_follow_children"`
-	CfgKernelStacks    *ebpf.VariableSpec `ebpf:"cfg_kernel_stacks"`
-	CfgMaxBlockNs      *ebpf.VariableSpec `ebpf:"cfg_max_block_ns"`
-	CfgMinBlockNs      *ebpf.VariableSpec `ebpf:"cfg_min_block_ns"`
-	CfgPreempted       *ebpf.VariableSpec `ebpf:"cfg_preempted"`
-	CfgPython          *ebpf.VariableSpec `ebpf:"cfg_python"`
-	CfgReuseKstack     *ebpf.VariableSpec `ebpf:"cfg_reuse_kstack"`
-	CfgSingleTgid      *ebpf.VariableSpec `ebpf:"cfg_single_tgid"`
-	CfgSyscallMask     *ebpf.VariableSpec `ebpf:"cfg_syscall_mask"`
-	CfgTargets         *ebpf.VariableSpec `ebpf:"cfg_targets"`
-	CfgUnwind          *ebpf.VariableSpec `ebpf:"cfg_unwind"`
-	CfgUserStacks      *ebpf.VariableSpec `ebpf:"cfg_user_stacks"`
-	CfgWakerStacks     *ebpf.VariableSpec `ebpf:"cfg_waker_stacks"`
-	CfgWakers          *ebpf.VariableSpec `ebpf:"cfg_wakers"`
-	LatZero            *ebpf.VariableSpec `ebpf:"lat_zero"`
-	UnusedDropReason   *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
-	UnusedIntervalKind *ebpf.VariableSpec `ebpf:"unused_interval_kind"`
-	UnusedTargetKind   *ebpf.VariableSpec `ebpf:"unused_target_kind"`
-	UnusedUnwStatus    *ebpf.VariableSpec `ebpf:"unused_unw_status"`
-	UnusedWakerKind    *ebpf.VariableSpec `ebpf:"unused_waker_kind"`
+	ActiveAgg           *ebpf.VariableSpec `ebpf:"active_agg"`
+	AggInflight         *ebpf.VariableSpec `ebpf:"agg_inflight"`
+	CfgAllowNosyscall   *ebpf.VariableSpec `ebpf:"cfg_allow_nosyscall"`
+	CfgFilterSyscalls   *ebpf.VariableSpec `ebpf:"cfg_filter_syscalls"`
+	CfgFilterTids       *ebpf.VariableSpec `ebpf:"cfg_filter_tids"`
+	CfgFollowChildren   *ebpf.VariableSpec `ebpf:"cfg_follow_children"`
+	CfgKernelStacks     *ebpf.VariableSpec `ebpf:"cfg_kernel_stacks"`
+	CfgLoop             *ebpf.VariableSpec `ebpf:"cfg_loop"`
+	CfgLoopAuto         *ebpf.VariableSpec `ebpf:"cfg_loop_auto"`
+	CfgLoopExplicit     *ebpf.VariableSpec `ebpf:"cfg_loop_explicit"`
+	CfgLoopStallNs      *ebpf.VariableSpec `ebpf:"cfg_loop_stall_ns"`
+	CfgMaxBlockNs       *ebpf.VariableSpec `ebpf:"cfg_max_block_ns"`
+	CfgMinBlockNs       *ebpf.VariableSpec `ebpf:"cfg_min_block_ns"`
+	CfgPreempted        *ebpf.VariableSpec `ebpf:"cfg_preempted"`
+	CfgPython           *ebpf.VariableSpec `ebpf:"cfg_python"`
+	CfgReuseKstack      *ebpf.VariableSpec `ebpf:"cfg_reuse_kstack"`
+	CfgSingleTgid       *ebpf.VariableSpec `ebpf:"cfg_single_tgid"`
+	CfgSyscallMask      *ebpf.VariableSpec `ebpf:"cfg_syscall_mask"`
+	CfgTargets          *ebpf.VariableSpec `ebpf:"cfg_targets"`
+	CfgUnwind           *ebpf.VariableSpec `ebpf:"cfg_unwind"`
+	CfgUserStacks       *ebpf.VariableSpec `ebpf:"cfg_user_stacks"`
+	CfgWakerStacks      *ebpf.VariableSpec `ebpf:"cfg_waker_stacks"`
+	CfgWakers           *ebpf.VariableSpec `ebpf:"cfg_wakers"`
+	LatZero             *ebpf.VariableSpec `ebpf:"lat_zero"`
+	LoopZero            *ebpf.VariableSpec `ebpf:"loop_zero"`
+	UnusedDropReason    *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
+	UnusedIntervalKind  *ebpf.VariableSpec `ebpf:"unused_interval_kind"`
+	UnusedLoopEvent     *ebpf.VariableSpec `ebpf:"unused_loop_event"`
+	UnusedLoopEventKind *ebpf.VariableSpec `ebpf:"unused_loop_event_kind"`
+	UnusedTargetKind    *ebpf.VariableSpec `ebpf:"unused_target_kind"`
+	UnusedUnwStatus     *ebpf.VariableSpec `ebpf:"unused_unw_status"`
+	UnusedWakerKind     *ebpf.VariableSpec `ebpf:"unused_waker_kind"`
 }
 
 // blockprofObjects contains all objects after they have been loaded into the kernel.
@@ -469,6 +572,9 @@ type blockprofMaps struct {
 	FdTargets   *ebpf.Map `ebpf:"fd_targets"`
 	Kstacks     *ebpf.Map `ebpf:"kstacks"`
 	Latency     *ebpf.Map `ebpf:"latency"`
+	LoopRing    *ebpf.Map `ebpf:"loop_ring"`
+	LoopThreads *ebpf.Map `ebpf:"loop_threads"`
+	LoopTids    *ebpf.Map `ebpf:"loop_tids"`
 	PathArgs    *ebpf.Map `ebpf:"path_args"`
 	PathScratch *ebpf.Map `ebpf:"path_scratch"`
 	PyNew       *ebpf.Map `ebpf:"py_new"`
@@ -499,6 +605,9 @@ func (m *blockprofMaps) Close() error {
 		m.FdTargets,
 		m.Kstacks,
 		m.Latency,
+		m.LoopRing,
+		m.LoopThreads,
+		m.LoopTids,
 		m.PathArgs,
 		m.PathScratch,
 		m.PyNew,
@@ -524,47 +633,84 @@ func (m *blockprofMaps) Close() error {
 //
 // It can be passed to loadBlockprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockprofVariables struct {
-	ActiveAgg          *ebpf.Variable `ebpf:"active_agg"`
-	AggInflight        *ebpf.Variable `ebpf:"agg_inflight"`
-	CfgAllowNosyscall  *ebpf.Variable `ebpf:"cfg_allow_nosyscall"`
-	CfgFilterSyscalls  *ebpf.Variable `ebpf:"cfg_filter_syscalls"`
-	CfgFilterTids      *ebpf.Variable `ebpf:"cfg_filter_tids"`
-	CfgFollowChildren  *ebpf.Variable `ebpf:"cfg_follow_children"`
-	CfgKernelStacks    *ebpf.Variable `ebpf:"cfg_kernel_stacks"`
-	CfgMaxBlockNs      *ebpf.Variable `ebpf:"cfg_max_block_ns"`
-	CfgMinBlockNs      *ebpf.Variable `ebpf:"cfg_min_block_ns"`
-	CfgPreempted       *ebpf.Variable `ebpf:"cfg_preempted"`
-	CfgPython          *ebpf.Variable `ebpf:"cfg_python"`
-	CfgReuseKstack     *ebpf.Variable `ebpf:"cfg_reuse_kstack"`
-	CfgSingleTgid      *ebpf.Variable `ebpf:"cfg_single_tgid"`
-	CfgSyscallMask     *ebpf.Variable `ebpf:"cfg_syscall_mask"`
-	CfgTargets         *ebpf.Variable `ebpf:"cfg_targets"`
-	CfgUnwind          *ebpf.Variable `ebpf:"cfg_unwind"`
-	CfgUserStacks      *ebpf.Variable `ebpf:"cfg_user_stacks"`
-	CfgWakerStacks     *ebpf.Variable `ebpf:"cfg_waker_stacks"`
-	CfgWakers          *ebpf.Variable `ebpf:"cfg_wakers"`
-	LatZero            *ebpf.Variable `ebpf:"lat_zero"`
-	UnusedDropReason   *ebpf.Variable `ebpf:"unused_drop_reason"`
-	UnusedIntervalKind *ebpf.Variable `ebpf:"unused_interval_kind"`
-	UnusedTargetKind   *ebpf.Variable `ebpf:"unused_target_kind"`
-	UnusedUnwStatus    *ebpf.Variable `ebpf:"unused_unw_status"`
-	UnusedWakerKind    *ebpf.Variable `ebpf:"unused_waker_kind"`
+	ActiveAgg           *ebpf.Variable `ebpf:"active_agg"`
+	AggInflight         *ebpf.Variable `ebpf:"agg_inflight"`
+	CfgAllowNosyscall   *ebpf.Variable `ebpf:"cfg_allow_nosyscall"`
+	CfgFilterSyscalls   *ebpf.Variable `ebpf:"cfg_filter_syscalls"`
+	CfgFilterTids       *ebpf.Variable `ebpf:"cfg_filter_tids"`
+	CfgFollowChildren   *ebpf.Variable `ebpf:"cfg_follow_children"`
+	CfgKernelStacks     *ebpf.Variable `ebpf:"cfg_kernel_stacks"`
+	CfgLoop             *ebpf.Variable `ebpf:"cfg_loop"`
+	CfgLoopAuto         *ebpf.Variable `ebpf:"cfg_loop_auto"`
+	CfgLoopExplicit     *ebpf.Variable `ebpf:"cfg_loop_explicit"`
+	CfgLoopStallNs      *ebpf.Variable `ebpf:"cfg_loop_stall_ns"`
+	CfgMaxBlockNs       *ebpf.Variable `ebpf:"cfg_max_block_ns"`
+	CfgMinBlockNs       *ebpf.Variable `ebpf:"cfg_min_block_ns"`
+	CfgPreempted        *ebpf.Variable `ebpf:"cfg_preempted"`
+	CfgPython           *ebpf.Variable `ebpf:"cfg_python"`
+	CfgReuseKstack      *ebpf.Variable `ebpf:"cfg_reuse_kstack"`
+	CfgSingleTgid       *ebpf.Variable `ebpf:"cfg_single_tgid"`
+	CfgSyscallMask      *ebpf.Variable `ebpf:"cfg_syscall_mask"`
+	CfgTargets          *ebpf.Variable `ebpf:"cfg_targets"`
+	CfgUnwind           *ebpf.Variable `ebpf:"cfg_unwind"`
+	CfgUserStacks       *ebpf.Variable `ebpf:"cfg_user_stacks"`
+	CfgWakerStacks      *ebpf.Variable `ebpf:"cfg_waker_stacks"`
+	CfgWakers           *ebpf.Variable `ebpf:"cfg_wakers"`
+	LatZero             *ebpf.Variable `ebpf:"lat_zero"`
+	LoopZero            *ebpf.Variable `ebpf:"loop_zero"`
+	UnusedDropReason    *ebpf.Variable `ebpf:"unused_drop_reason"`
+	UnusedIntervalKind  *ebpf.Variable `ebpf:"unused_interval_kind"`
+	UnusedLoopEvent     *ebpf.Variable `ebpf:"unused_loop_event"`
+	UnusedLoopEventKind *ebpf.Variable `ebpf:"unused_loop_event_kind"`
+	UnusedTargetKind    *ebpf.Variable `ebpf:"unused_target_kind"`
+	UnusedUnwStatus     *ebpf.Variable `ebpf:"unused_unw_status"`
+	UnusedWakerKind     *ebpf.Variable `ebpf:"unused_waker_kind"`
 }
 
 // blockprofPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadBlockprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockprofPrograms struct {
-	BprofExec   *ebpf.Program `ebpf:"bprof_exec"`
-	BprofFork   *ebpf.Program `ebpf:"bprof_fork"`
-	BprofSwitch *ebpf.Program `ebpf:"bprof_switch"`
-	BprofWakeup *ebpf.Program `ebpf:"bprof_wakeup"`
+	BprofExec          *ebpf.Program `ebpf:"bprof_exec"`
+	BprofFork          *ebpf.Program `ebpf:"bprof_fork"`
+	BprofLeEpollPwait  *ebpf.Program `ebpf:"bprof_le_epoll_pwait"`
+	BprofLeEpollPwait2 *ebpf.Program `ebpf:"bprof_le_epoll_pwait2"`
+	BprofLeEpollWait   *ebpf.Program `ebpf:"bprof_le_epoll_wait"`
+	BprofLePoll        *ebpf.Program `ebpf:"bprof_le_poll"`
+	BprofLePpoll       *ebpf.Program `ebpf:"bprof_le_ppoll"`
+	BprofLePselect6    *ebpf.Program `ebpf:"bprof_le_pselect6"`
+	BprofLeSelect      *ebpf.Program `ebpf:"bprof_le_select"`
+	BprofLoopSample    *ebpf.Program `ebpf:"bprof_loop_sample"`
+	BprofLxEpollPwait  *ebpf.Program `ebpf:"bprof_lx_epoll_pwait"`
+	BprofLxEpollPwait2 *ebpf.Program `ebpf:"bprof_lx_epoll_pwait2"`
+	BprofLxEpollWait   *ebpf.Program `ebpf:"bprof_lx_epoll_wait"`
+	BprofLxPoll        *ebpf.Program `ebpf:"bprof_lx_poll"`
+	BprofLxPpoll       *ebpf.Program `ebpf:"bprof_lx_ppoll"`
+	BprofLxPselect6    *ebpf.Program `ebpf:"bprof_lx_pselect6"`
+	BprofLxSelect      *ebpf.Program `ebpf:"bprof_lx_select"`
+	BprofSwitch        *ebpf.Program `ebpf:"bprof_switch"`
+	BprofWakeup        *ebpf.Program `ebpf:"bprof_wakeup"`
 }
 
 func (p *blockprofPrograms) Close() error {
 	return _BlockprofClose(
 		p.BprofExec,
 		p.BprofFork,
+		p.BprofLeEpollPwait,
+		p.BprofLeEpollPwait2,
+		p.BprofLeEpollWait,
+		p.BprofLePoll,
+		p.BprofLePpoll,
+		p.BprofLePselect6,
+		p.BprofLeSelect,
+		p.BprofLoopSample,
+		p.BprofLxEpollPwait,
+		p.BprofLxEpollPwait2,
+		p.BprofLxEpollWait,
+		p.BprofLxPoll,
+		p.BprofLxPpoll,
+		p.BprofLxPselect6,
+		p.BprofLxSelect,
 		p.BprofSwitch,
 		p.BprofWakeup,
 	)

@@ -54,6 +54,8 @@ type Options struct {
 	// Python loads the CPython frame walker (see AddPython); off, targets
 	// pay nothing for it.
 	Python bool
+	// Loop turns on event-loop mode (nil: off; its programs stay detached).
+	Loop *LoopOptions
 }
 
 // Kind says what an off-CPU interval was.
@@ -107,6 +109,9 @@ type Record struct {
 	// is their content hash, equal for equal frames.
 	Python    *PyStack
 	PyStackID uint64
+	// LoopSeq is the loop iteration the interval or sample fell in (loop
+	// mode, loop threads only), 0 for none.
+	LoopSeq uint32
 }
 
 // Thread names one thread seen off-CPU.
@@ -135,6 +140,11 @@ type Session struct {
 	unwstacks  map[uint64]unwound  // copied out before LRU eviction
 	pyReader   *ringbuf.Reader     // see NextPythonStack
 	closed     bool
+
+	// Loop mode (loop.go).
+	loopReader *ringbuf.Reader
+	loopHz     int
+	sampled    map[uint32]int // loop thread -> its sampling perf event fd
 }
 
 // targetKey is a target's identity in the kernel's keys.
@@ -199,9 +209,25 @@ func Open(opts Options) (s *Session, err error) {
 		blockprofVarCfgAllowNosyscall: opts.NoSyscall,
 		blockprofVarCfgSyscallMask:    mask,
 		blockprofVarCfgPython:         opts.Python,
+		blockprofVarCfgLoop:           opts.Loop != nil,
 	} {
 		if err := set(name, v); err != nil {
 			return nil, fmt.Errorf("configure %s: %w", name, err)
+		}
+	}
+
+	if o := opts.Loop; o != nil {
+		if o.Stall <= 0 {
+			return nil, errors.New("loop mode needs a stall threshold above zero")
+		}
+		for name, v := range map[string]any{
+			blockprofVarCfgLoopAuto:     o.Auto,
+			blockprofVarCfgLoopExplicit: len(o.Threads) > 0,
+			blockprofVarCfgLoopStallNs:  uint64(o.Stall),
+		} {
+			if err := set(name, v); err != nil {
+				return nil, fmt.Errorf("configure %s: %w", name, err)
+			}
 		}
 	}
 
@@ -253,6 +279,11 @@ func Open(opts Options) (s *Session, err error) {
 			return nil, classify("attach "+p.String(), err)
 		}
 		s.links = append(s.links, l)
+	}
+	if opts.Loop != nil {
+		if err := s.attachLoop(opts.Loop); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -314,6 +345,7 @@ func (s *Session) Drain() ([]Record, error) {
 			r.WakerUserStack, r.Waker.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.WakerUstack)
 			r.WakerKernelStack, r.Waker.KernelStackID = s.stack(s.objs.Wkstacks, s.wkstack, k.WakerKstack)
 			r.Python, r.PyStackID = s.pyStack(k.Pystack), k.Pystack
+			r.LoopSeq = k.LoopSeq
 			recs = append(recs, r)
 		}
 	}
@@ -326,7 +358,8 @@ func (s *Session) Drain() ([]Record, error) {
 func (s *Session) Detach() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var errs []error
+	// Sampling events first: they hold the sampling program attached.
+	errs := []error{s.stopSampling()}
 	for _, l := range s.links {
 		errs = append(errs, l.Close())
 	}
@@ -513,7 +546,7 @@ func (s *Session) Drops() (map[string]uint64, error) {
 	// show too.
 	for name, p := range map[string]*ebpf.Program{
 		"switch": s.objs.BprofSwitch, "wakeup": s.objs.BprofWakeup,
-		"fork": s.objs.BprofFork, "exec": s.objs.BprofExec,
+		"fork": s.objs.BprofFork, "exec": s.objs.BprofExec, "loop_sample": s.objs.BprofLoopSample,
 	} {
 		if st, err := p.Stats(); err == nil && st.RecursionMisses > 0 {
 			out["recursion_"+name] = st.RecursionMisses
@@ -565,6 +598,10 @@ func dropName(r blockprofDropReason) string {
 		return "python_frames_unreadable"
 	case blockprofDropReasonDROP_PY_TRUNCATED:
 		return "python_stack_truncated"
+	case blockprofDropReasonDROP_LOOP_EVENT:
+		return "loop_events_lost"
+	case blockprofDropReasonDROP_LOOP_STATS_FULL:
+		return "loop_threads_full"
 	}
 	return fmt.Sprintf("reason_%d", r)
 }
@@ -635,6 +672,10 @@ func (s *Session) Close() error {
 	if s.pyReader != nil {
 		rerr = s.pyReader.Close()
 		s.pyReader = nil
+	}
+	if s.loopReader != nil {
+		rerr = errors.Join(rerr, s.loopReader.Close())
+		s.loopReader = nil
 	}
 	s.closed = true
 	s.mu.Unlock()
