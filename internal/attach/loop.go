@@ -74,11 +74,11 @@ type LoopThread struct {
 	IterStart   time.Duration
 	// DoneSeq: every iteration up to this one is over, and its stall (if
 	// it was one) already in the event ring.
-	DoneSeq          uint32
-	Iterations       uint64
-	Stalls           uint64
-	Total, Max       time.Duration
-	Hist             [LoopHistBuckets]uint64
+	DoneSeq    uint32
+	Iterations uint64
+	Stalls     uint64
+	Total, Max time.Duration
+	Hist       [LoopHistBuckets]uint64
 }
 
 // LoopBucketBounds is the range [lo, hi) of iteration lengths counted in
