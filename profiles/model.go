@@ -23,7 +23,41 @@ type Profile struct {
 	// Latency is the distribution of single off-CPU intervals by syscall,
 	// all targets together, largest total first.
 	Latency []Latency
+	// Loops are the event-loop threads measured in loop mode, and Stall
+	// the iteration length that made a stall.
+	Loops []Loop
+	Stall time.Duration
 }
+
+// Loop is one event-loop thread: its iterations (from the return of its
+// loop wait to the next call) and its stalls (iterations longer than
+// Profile.Stall). What the stalls did is in the samples with Loop values.
+type Loop struct {
+	PID, TID     int
+	Comm, Thread string
+	Wait         string // the loop's wait syscall, e.g. "epoll_wait"
+	Iterations   int64
+	// P50, P99 and Max of the iteration length; the percentiles are read
+	// off log-linear buckets (within 1/8).
+	P50, P99, Max time.Duration
+	Stalls        int64
+	StallTime     time.Duration // all stalls' lengths summed
+	Worst         time.Duration
+	// Ongoing: the loop was inside a stall when the recording ended (that
+	// stall is counted with its length so far).
+	Ongoing bool
+}
+
+// LoopValues are what a sample contributed to event-loop stalls: time
+// blocked, waiting for a CPU, and running (on-CPU samples scaled to the
+// stalls' exact on-CPU time), and the stalls it was the largest part of.
+type LoopValues struct {
+	Stalls                   int64
+	Blocked, RunQueue, OnCPU time.Duration
+}
+
+// Total is the stall time the sample stands for.
+func (v *LoopValues) Total() time.Duration { return v.Blocked + v.RunQueue + v.OnCPU }
 
 // Latency summarises the off-CPU intervals spent in one syscall on one
 // target. The percentiles come from log2 buckets: each is the upper edge of
@@ -59,6 +93,7 @@ type Sample struct {
 	// (uninterruptible), "R" (preempted while running), or another letter.
 	State string
 	// Kind is what the time was: "blocking" for a voluntary switch-out,
+	// "on-cpu" for a loop stall's on-CPU samples,
 	// "idle" for one that waited for work (see internal/idle; the summary
 	// keeps these out of its ranking), "preempted" for an involuntary one
 	// (counted only on request).
@@ -74,6 +109,10 @@ type Sample struct {
 	// with their units in NumUnits ("bytes", "nanoseconds").
 	NumLabels map[string]int64
 	NumUnits  map[string]string
+	// Loop is set on event-loop stall samples only (loop mode); those
+	// carry no off-CPU values of their own (Count, Blocked and RunQueue
+	// are zero): the same intervals are in the ordinary samples too.
+	Loop *LoopValues
 }
 
 // SetNum sets numeric label key to v, in unit.

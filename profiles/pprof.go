@@ -42,6 +42,7 @@ type builder struct {
 	pseudo    map[string]*profile.Mapping // mappings blockprof makes up, by file
 	locations map[locKey]*profile.Location
 	functions map[funcKey]*profile.Function
+	loop      bool // stall sample types present
 }
 
 type funcKey struct {
@@ -75,6 +76,19 @@ func toPprof(p *Profile) (*profile.Profile, error) {
 	}
 	if !p.Start.IsZero() {
 		b.pp.TimeNanos = p.Start.UnixNano()
+	}
+	b.loop = p.Stall > 0
+	if b.loop {
+		// Loop mode: stall values after the block-profile ones, and the
+		// stall time shown by default (what the user came for).
+		b.pp.SampleType = append(b.pp.SampleType,
+			&profile.ValueType{Type: "stalls", Unit: "count"},
+			&profile.ValueType{Type: "stall_time", Unit: "nanoseconds"},
+			&profile.ValueType{Type: "stall_blocked", Unit: "nanoseconds"},
+			&profile.ValueType{Type: "stall_runqueue", Unit: "nanoseconds"},
+			&profile.ValueType{Type: "stall_oncpu", Unit: "nanoseconds"})
+		b.pp.DefaultSampleType = "stall_time"
+		b.pp.Comments = append(b.pp.Comments, loopComments(p)...)
 	}
 	b.pp.Comments = append(append([]string(nil), p.Comments...), dropComments(p.Drops)...)
 
@@ -204,6 +218,14 @@ func (b *builder) sample(s *Sample) {
 		Label:    map[string][]string{},
 		NumLabel: map[string][]int64{"pid": {int64(s.PID)}, "tid": {int64(s.TID)}},
 	}
+	if b.loop {
+		var v LoopValues
+		if s.Loop != nil {
+			v = *s.Loop
+		}
+		ps.Value = append(ps.Value, v.Stalls, v.Total().Nanoseconds(), v.Blocked.Nanoseconds(),
+			v.RunQueue.Nanoseconds(), v.OnCPU.Nanoseconds())
+	}
 	for k, v := range s.NumLabels {
 		if k == "pid" || k == "tid" {
 			continue
@@ -310,4 +332,14 @@ func pprofName(name, file string) string {
 		return name
 	}
 	return strings.TrimSuffix(path.Base(file), ".py") + "." + name
+}
+
+// loopComments are the per-loop-thread lines of the first screen, kept in
+// the file.
+func loopComments(p *Profile) []string {
+	out := []string{fmt.Sprintf("loop mode: a stall is an iteration longer than %s", fmtDur(p.Stall))}
+	for _, l := range p.Loops {
+		out = append(out, loopHeadline(l))
+	}
+	return out
 }

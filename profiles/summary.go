@@ -85,6 +85,7 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 		add("idle (waiting for work, not ranked below): %s in %s %s",
 			fmtDur(idleTime), thousands(idleCount), pluralWord(idleCount, "interval"))
 	}
+	writeLoops(add, p)
 
 	pts := make([]*procTotal, 0, len(procs))
 	for _, pt := range procs {

@@ -44,7 +44,15 @@ type recordConfig struct {
 	quiet        bool
 	readyFile    string
 	interval     time.Duration // how often the kernel's aggregation is drained
+	// Loop mode: event-loop stalls.
+	loop        bool          // find loop threads by behaviour
+	loopThreads []int         // --loop-thread: these are loop threads
+	stall       time.Duration // an iteration longer than this is a stall
+	loopHz      int           // on-CPU samples per second of loop-thread CPU time
 }
+
+// loopMode is true when stalls are measured.
+func (c *recordConfig) loopMode() bool { return c.loop || len(c.loopThreads) > 0 }
 
 func (c *recordConfig) userStacks() bool   { return strings.Contains(c.stacks, "user") }
 func (c *recordConfig) kernelStacks() bool { return strings.Contains(c.stacks, "kernel") }
@@ -87,6 +95,10 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	fs.BoolVar(&c.noWakers, "no-wakers", false, "don't record who woke each blocked interval")
 	fs.BoolVar(&c.wakerStacks, "waker-stacks", false, "also record the waker's stack (kernel; user too when it is a thread of the target)")
 	fs.BoolVar(&c.targetFrames, "target-frames", true, "add a leaf frame naming what was waited on, e.g. [read tcp 127.0.0.1:6379]")
+	fs.BoolVar(&c.loop, "loop", false, "event-loop mode: find loop threads (repeated epoll_wait/poll/select) and attribute their stalls")
+	fs.IntSliceVar(&c.loopThreads, "loop-thread", nil, "loop mode on these threads (with --loop: and on any found)")
+	fs.DurationVar(&c.stall, "stall", 100*time.Millisecond, "loop mode: an iteration (wait return to next wait) longer than this is a stall")
+	fs.IntVar(&c.loopHz, "loop-hz", 1000, "loop mode: on-CPU samples per second of a loop thread's CPU time (0: none)")
 	fs.IntVar(&c.top, "top", 10, "stacks shown in the summary")
 	fs.BoolVarP(&c.quiet, "quiet", "q", false, "no status line and no summary")
 	fs.StringVar(&c.readyFile, "ready-file", "", "create this file once recording has started (for scripts and tests)")
@@ -170,6 +182,19 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	}
 	if c.interval <= 0 {
 		c.interval = time.Second
+	}
+	if c.loopMode() {
+		if c.stall <= 0 {
+			return nil, errors.New("--stall must be above zero")
+		}
+		if c.loopHz < 0 || c.loopHz > 10000 {
+			return nil, fmt.Errorf("--loop-hz %d out of range (0 to 10000)", c.loopHz)
+		}
+		for _, tid := range c.loopThreads {
+			if tid <= 0 {
+				return nil, fmt.Errorf("invalid loop thread id %d", tid)
+			}
+		}
 	}
 	if c.output == "" {
 		c.output = defaultOutput(c, now)

@@ -101,12 +101,16 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Syscalls:          cfg.syscallNrs,
 		NoSyscall:         cfg.noSyscall,
 		Python:            r.python,
+		Loop:              loopOptions(cfg),
 	})
 	if err != nil {
 		return fail(err)
 	}
 	r.sess = sess
 	defer sess.Close() // idempotent: also closed explicitly before symbolizing
+	if cfg.loopMode() {
+		r.loop = newLoopTracker(cfg.stall)
+	}
 	r.attached = time.Now()
 
 	// What ends the recording.
@@ -150,8 +154,9 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	// Children of a launched command may live less than a drain interval:
 	// look for them often, so their files are opened while they exist.
+	// Loop mode: new loop threads are sampled from their first iterations on.
 	var scan <-chan time.Time
-	if child != nil {
+	if child != nil || r.loop != nil {
 		t := time.NewTicker(20 * time.Millisecond)
 		defer t.Stop()
 		scan = t.C
@@ -173,6 +178,14 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		case <-timeout:
 			why = "duration reached"
 		case <-scan:
+			if r.loop != nil {
+				if err := r.loop.poll(sess); err != nil {
+					fmt.Fprintf(stderr, "blockprof: warning: %v\n", err)
+				}
+			}
+			if child == nil {
+				continue
+			}
 			r.attachChildren()
 			r.retryPythons()
 			r.refreshUnwind()
@@ -198,8 +211,12 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "blockprof: detach: %v\n", err)
 	}
 	r.end = time.Now()
+	endMono := attach.Monotonic()
 	if err := r.drain(); err != nil {
 		return fail(err)
+	}
+	if r.loop != nil {
+		r.loop.finish(endMono)
 	}
 	drops, derr := sess.Drops()
 	threads, terr := sess.Threads()
@@ -239,6 +256,14 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return exitOK
+}
+
+// loopOptions are the session's loop-mode options (nil: off).
+func loopOptions(cfg *recordConfig) *attach.LoopOptions {
+	if !cfg.loopMode() {
+		return nil
+	}
+	return &attach.LoopOptions{Stall: cfg.stall, Threads: cfg.loopThreads, Auto: cfg.loop, SampleHz: cfg.loopHz}
 }
 
 func writeProfile(w io.Writer, format string, p *profiles.Profile) error {

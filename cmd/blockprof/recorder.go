@@ -57,9 +57,17 @@ type recorder struct {
 	pys          map[uint32]*pyProc
 	pyLocs       map[string][]symbolize.Location
 	pyUnresolved uint64 // intervals with a Python frame that could not be named
+
+	loop *loopTracker // loop mode (loop.go), nil when off
 }
 
 func (r *recorder) drain() error {
+	if r.loop != nil {
+		// Before the drain: see loop.go on when an iteration is decided.
+		if err := r.loop.poll(r.sess); err != nil {
+			return err
+		}
+	}
 	recs, err := r.sess.Drain()
 	if err != nil {
 		return err
@@ -80,6 +88,14 @@ func (r *recorder) drain() error {
 				r.pyLocs[key] = locs
 			}
 		}
+		if rec.LoopSeq != 0 && r.loop != nil {
+			r.loop.add(rec, k.py)
+			// On-CPU samples are for stalls only; preemptions too,
+			// unless asked for (--preempted).
+			if rec.Kind == attach.OnCPU || (rec.Kind == attach.Preempted && !r.cfg.preempted) {
+				continue
+			}
+		}
 		r.blocked += rec.Blocked
 		r.runQueue += rec.RunQueue
 		r.intervals += rec.Count
@@ -91,6 +107,9 @@ func (r *recorder) drain() error {
 			continue
 		}
 		r.agg[k] = rec
+	}
+	if r.loop != nil {
+		r.loop.settle()
 	}
 	r.retryPythons()
 	// New mappings (dlopen, exec) are picked up while the process lives.
@@ -179,78 +198,11 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 	sort.Slice(keys, func(i, j int) bool { return r.agg[keys[i]].Blocked > r.agg[keys[j]].Blocked })
 	var filtered uint64
 	for _, k := range keys {
-		rec := r.agg[k]
-		proc := r.procs[rec.TGID]
-		s := profiles.Sample{
-			PID: int(rec.TGID), TID: int(rec.TID),
-			State: stateLetter(rec.State), Kind: rec.Kind.String(),
-			Count: int64(rec.Count), Blocked: rec.Blocked, RunQueue: rec.RunQueue,
-		}
-		s.Thread, s.Comm = threadNames(threads, rec.TGID, rec.TID)
-		var kernel []symbolize.Location
-		if len(rec.KernelStack) > 0 {
-			kernel = trimTracing(r.sym.Kernel(callSites(rec.KernelStack)))
-			s.Stack = append(s.Stack, kernel...)
-		}
-		sys := syscallLabel(rec.SysNr, kernel, len(rec.KernelStack) > 0)
-		s.Labels = map[string]string{"syscall": sys}
-		target := ""
-		if sys != "none" {
-			if rec.Fd >= 0 {
-				s.Labels["fd"] = strconv.Itoa(int(rec.Fd))
-			}
-			if rec.Target != nil {
-				target = rec.Target.String()
-				s.Labels["target"] = target
-				addTargetNumbers(&s, rec.Target)
-			}
-			if rec.Bytes > 0 {
-				s.SetNum("bytes", int64(rec.Bytes), "bytes")
-			}
-		}
-		if r.cfg.target != nil && !r.cfg.target.MatchString(target) {
-			filtered += rec.Count
+		s, ok := r.sample(p, r.agg[k], k.py, threads, false)
+		if !ok {
+			filtered += r.agg[k].Count
 			continue
 		}
-		if w := rec.Waker.String(); w != "" {
-			s.Labels["waker"] = w
-		}
-		var user []symbolize.Location
-		if len(rec.UserStack) > 0 {
-			if proc != nil {
-				user = proc.Locations(callSites(rec.UserStack))
-			} else {
-				p.Drops["user_symbols_process_gone"] += rec.Count
-				for _, a := range callSites(rec.UserStack) {
-					user = append(user, symbolize.Location{Address: a})
-				}
-			}
-		}
-		if k.py != "" {
-			user = splicePython(user, r.pyLocs[k.py])
-		}
-		s.Stack = append(s.Stack, user...)
-		// Marked at the root, where frames are missing: frame pointers
-		// alone may have lost callers in code built without them; a stack
-		// deeper than the unwinder's limit lost its outermost frames.
-		switch {
-		case rec.UnwindPending && len(user) > 0:
-			s.Stack = append(s.Stack, profiles.SyntheticLocation("[walked before unwind tables loaded]"))
-		case rec.UnwindTruncated:
-			s.Stack = append(s.Stack, profiles.SyntheticLocation("[truncated: deeper than the unwind limit]"))
-		}
-		if rec.Kind == attach.Blocked {
-			if rule := idle.Classify(sys, s.Stack); rule != "" {
-				s.Kind = profiles.KindIdle
-				s.Labels["idle"] = rule
-			}
-		}
-		if r.cfg.targetFrames && rec.Target != nil && sys != "none" {
-			// Leaf-most, so flame graphs end in what was waited on.
-			s.Stack = append([]symbolize.Location{profiles.SyntheticLocation(
-				"[" + sys + " " + rec.Target.Short() + "]")}, s.Stack...)
-		}
-		r.wakerStack(&s, rec)
 		p.Samples = append(p.Samples, s)
 	}
 
@@ -264,6 +216,11 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 			u.Files, u.Rows, u.UnsupportedRows, u.FilesFailed, u.FilesNoRoom, u.MappingsDropped))
 	}
 	p.Latency = latencyTable(lat, p.Samples)
+	if r.loop != nil {
+		// After the idle rules and the latency table: stall samples
+		// are neither idle nor single intervals.
+		r.loopSamples(p, threads)
+	}
 	if r.pyUnresolved > 0 {
 		// Times are exact; only names are missing (not a loss).
 		p.Comments = append(p.Comments, fmt.Sprintf("%d intervals have Python frames left as [python+0x…]: "+
@@ -280,6 +237,91 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 		p.Processes[int(tgid)] = info
 	}
 	return p
+}
+
+// sample symbolizes one record into a profile sample: kernel, user and
+// Python frames, labels for syscall, target and waker, the idle rules and
+// the target's leaf frame. ok is false when --target leaves it out. A
+// stall's sample (loop mode) is never idle: the loop waited for it.
+func (r *recorder) sample(p *profiles.Profile, rec *attach.Record, py string, threads map[uint32]attach.Thread, stall bool) (s profiles.Sample, ok bool) {
+	proc := r.procs[rec.TGID]
+	s = profiles.Sample{
+		PID: int(rec.TGID), TID: int(rec.TID),
+		State: stateLetter(rec.State), Kind: rec.Kind.String(),
+		Count: int64(rec.Count), Blocked: rec.Blocked, RunQueue: rec.RunQueue,
+	}
+	s.Thread, s.Comm = threadNames(threads, rec.TGID, rec.TID)
+	var kernel []symbolize.Location
+	if len(rec.KernelStack) > 0 {
+		kernel = trimTracing(r.sym.Kernel(callSites(rec.KernelStack)))
+		s.Stack = append(s.Stack, kernel...)
+	}
+	sys := syscallLabel(rec.SysNr, kernel, len(rec.KernelStack) > 0)
+	if rec.Kind == attach.OnCPU {
+		// Sampled where it ran: in a syscall only if the sample says so.
+		sys = "none"
+		if rec.SysNr >= 0 {
+			sys = syscalls.Name(int64(rec.SysNr))
+		}
+	}
+	s.Labels = map[string]string{"syscall": sys}
+	target := ""
+	if sys != "none" {
+		if rec.Fd >= 0 {
+			s.Labels["fd"] = strconv.Itoa(int(rec.Fd))
+		}
+		if rec.Target != nil {
+			target = rec.Target.String()
+			s.Labels["target"] = target
+			addTargetNumbers(&s, rec.Target)
+		}
+		if rec.Bytes > 0 {
+			s.SetNum("bytes", int64(rec.Bytes), "bytes")
+		}
+	}
+	if r.cfg.target != nil && !r.cfg.target.MatchString(target) {
+		return s, false
+	}
+	if w := rec.Waker.String(); w != "" {
+		s.Labels["waker"] = w
+	}
+	var user []symbolize.Location
+	if len(rec.UserStack) > 0 {
+		if proc != nil {
+			user = proc.Locations(callSites(rec.UserStack))
+		} else {
+			p.Drops["user_symbols_process_gone"] += rec.Count
+			for _, a := range callSites(rec.UserStack) {
+				user = append(user, symbolize.Location{Address: a})
+			}
+		}
+	}
+	if py != "" {
+		user = splicePython(user, r.pyLocs[py])
+	}
+	s.Stack = append(s.Stack, user...)
+	// Marked at the root, where frames are missing: frame pointers
+	// alone may have lost callers in code built without them; a stack
+	// deeper than the unwinder's limit lost its outermost frames.
+	switch {
+	case rec.UnwindPending && len(user) > 0:
+		s.Stack = append(s.Stack, profiles.SyntheticLocation("[walked before unwind tables loaded]"))
+	case rec.UnwindTruncated:
+		s.Stack = append(s.Stack, profiles.SyntheticLocation("[truncated: deeper than the unwind limit]"))
+	}
+	if rec.Kind == attach.Blocked && !stall { // nothing in a stall is idle
+		if rule := idle.Classify(sys, s.Stack); rule != "" {
+			s.Kind = profiles.KindIdle
+			s.Labels["idle"] = rule
+		}
+	}
+	if r.cfg.targetFrames && rec.Target != nil && sys != "none" {
+		// Leaf-most, so flame graphs end in what was waited on.
+		s.Stack = append([]symbolize.Location{profiles.SyntheticLocation(
+			"[" + sys + " " + rec.Target.Short() + "]")}, s.Stack...)
+	}
+	r.wakerStack(&s, rec)
+	return s, true
 }
 
 // threadNames returns a thread's and its process's names: from /proc while

@@ -67,8 +67,11 @@ const (
 )
 
 func (k Kind) String() string {
-	if k == Preempted {
+	switch k {
+	case Preempted:
 		return "preempted"
+	case OnCPU:
+		return "on-cpu"
 	}
 	return "blocking"
 }
