@@ -1095,7 +1095,8 @@ int BPF_PROG(bprof_exec)
 #define LOOP_CLASS_EPOLL 1
 #define LOOP_CLASS_POLL 2
 #define LOOP_CLASS_SELECT 3
-#define LOOP_PROMOTE 4    /* votes that make a wait the loop's */
+#define LOOP_PROMOTE 4    /* votes that make a poll or select the loop's wait */
+#define LOOP_PROMOTE_EPOLL 2 /* ... an epoll wait: few threads call one twice but loops */
 #define LOOP_VOTES_MAX 64 /* another wait must outvote the loop's by this much */
 #define LOOP_SEEN_EPOLL 1
 #define LOOP_IN_WAIT 2    /* inside a call of the loop wait */
@@ -1110,6 +1111,16 @@ struct {
 	__type(key, u32);
 	__type(value, u8);
 } loop_tids SEC(".maps");
+
+/* tid -> the wait a thread was blocked in when loop mode attached (from
+ * /proc/PID/task/TID/syscall): its return starts the first iteration, so
+ * a quiet loop is measured from its first wakeup on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u32);
+	__type(value, u64);
+} loop_hints SEC(".maps");
 
 /* tid -> what user space reads about each loop thread. */
 struct {
@@ -1239,7 +1250,8 @@ static __always_inline int loop_wait_enter(u64 arg0, u64 arg1, u32 cls, s32 nr)
 	} else {
 		st->loop_votes--;
 	}
-	if (st->loop_cand == id && st->loop_wait != id && st->loop_votes >= (named ? 1 : LOOP_PROMOTE))
+	u32 need = named ? 1 : cls == LOOP_CLASS_EPOLL ? LOOP_PROMOTE_EPOLL : LOOP_PROMOTE;
+	if (st->loop_cand == id && st->loop_wait != id && st->loop_votes >= need)
 		loop_elect(t, st, id, nr);
 	if (id != st->loop_wait)
 		return 0;
@@ -1250,14 +1262,32 @@ static __always_inline int loop_wait_enter(u64 arg0, u64 arg1, u32 cls, s32 nr)
 }
 
 /* The loop wait returned: a new iteration begins. */
-static __always_inline int loop_wait_exit(void)
+static __always_inline int loop_wait_exit(s32 nr)
 {
 	struct task_struct *t = bpf_get_current_task_btf();
 	if (!is_target(t))
 		return 0;
 	struct task_state *st = bpf_task_storage_get(&tstate, t, 0, 0);
-	if (!st || !(st->loop_flags & LOOP_IN_WAIT))
-		return 0;
+	if (!st || !(st->loop_flags & LOOP_IN_WAIT)) {
+		/* The wait it was in at attach? Then it is a loop's. */
+		u32 tid = t->pid;
+		u64 *hint = bpf_map_lookup_elem(&loop_hints, &tid);
+		if (!hint)
+			return 0;
+		u64 id = *hint;
+		bpf_map_delete_elem(&loop_hints, &tid);
+		if (!st)
+			st = bpf_task_storage_get(&tstate, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!st || st->loop_wait)
+			return 0;
+		st->loop_cand = id;
+		st->loop_votes = LOOP_PROMOTE;
+		if (id >> 56 == LOOP_CLASS_EPOLL)
+			st->loop_flags |= LOOP_SEEN_EPOLL;
+		loop_elect(t, st, id, nr);
+		if (st->loop_wait != id)
+			return 0;
+	}
 	st->loop_flags &= ~LOOP_IN_WAIT;
 	u32 seq = ++st->loop_next;
 	if (!seq)
@@ -1295,7 +1325,7 @@ struct syscall_enter_ctx {
 	SEC("tracepoint/syscalls/sys_exit_" #name)                                  \
 	int bprof_lx_##name(void *ctx)                                              \
 	{                                                                           \
-		return cfg_loop ? loop_wait_exit() : 0;                             \
+		return cfg_loop ? loop_wait_exit(nr) : 0;                           \
 	}
 
 LOOP_WAIT_HOOKS(epoll_wait, LOOP_CLASS_EPOLL, 232)

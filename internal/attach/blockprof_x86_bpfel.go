@@ -334,6 +334,7 @@ const (
 	blockprofMapFdTargets           = "fd_targets"
 	blockprofMapKstacks             = "kstacks"
 	blockprofMapLatency             = "latency"
+	blockprofMapLoopHints           = "loop_hints"
 	blockprofMapLoopRing            = "loop_ring"
 	blockprofMapLoopThreads         = "loop_threads"
 	blockprofMapLoopTids            = "loop_tids"
@@ -483,6 +484,7 @@ type blockprofMapSpecs struct {
 	FdTargets   *ebpf.MapSpec `ebpf:"fd_targets"`
 	Kstacks     *ebpf.MapSpec `ebpf:"kstacks"`
 	Latency     *ebpf.MapSpec `ebpf:"latency"`
+	LoopHints   *ebpf.MapSpec `ebpf:"loop_hints"`
 	LoopRing    *ebpf.MapSpec `ebpf:"loop_ring"`
 	LoopThreads *ebpf.MapSpec `ebpf:"loop_threads"`
 	LoopTids    *ebpf.MapSpec `ebpf:"loop_tids"`
@@ -572,6 +574,7 @@ type blockprofMaps struct {
 	FdTargets   *ebpf.Map `ebpf:"fd_targets"`
 	Kstacks     *ebpf.Map `ebpf:"kstacks"`
 	Latency     *ebpf.Map `ebpf:"latency"`
+	LoopHints   *ebpf.Map `ebpf:"loop_hints"`
 	LoopRing    *ebpf.Map `ebpf:"loop_ring"`
 	LoopThreads *ebpf.Map `ebpf:"loop_threads"`
 	LoopTids    *ebpf.Map `ebpf:"loop_tids"`
@@ -605,6 +608,7 @@ func (m *blockprofMaps) Close() error {
 		m.FdTargets,
 		m.Kstacks,
 		m.Latency,
+		m.LoopHints,
 		m.LoopRing,
 		m.LoopThreads,
 		m.LoopTids,

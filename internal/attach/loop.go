@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -116,10 +118,22 @@ func (o *blockprofObjects) loopHooks() []struct {
 }
 
 // attachLoop attaches the wait hooks and starts sampling the named threads.
-func (s *Session) attachLoop(o *LoopOptions) error {
+func (s *Session) attachLoop(o *LoopOptions, pids []int) error {
 	for _, tid := range o.Threads {
 		if err := s.objs.LoopTids.Put(uint32(tid), uint8(1)); err != nil {
 			return fmt.Errorf("add loop thread %d: %w", tid, err)
+		}
+	}
+	// Threads waiting right now: their wait's return starts an iteration.
+	named := map[uint32]bool{}
+	for _, tid := range o.Threads {
+		named[uint32(tid)] = true
+	}
+	for _, pid := range pids {
+		for tid, id := range blockedInWait(pid) {
+			if o.Auto || named[tid] {
+				_ = s.objs.LoopHints.Put(tid, id) // a hint only: a full map loses nothing
+			}
 		}
 	}
 	for _, h := range s.objs.loopHooks() {
@@ -142,6 +156,57 @@ func (s *Session) attachLoop(o *LoopOptions) error {
 		}
 	}
 	return nil
+}
+
+// waitClass is the loop-wait class of a syscall (1 epoll, 2 poll, 3
+// select; 0: not a wait), as in the BPF program.
+func waitClass(nr int) uint64 {
+	switch nr {
+	case 232, 281, 441:
+		return 1
+	case 7, 271:
+		return 2
+	case 23, 270:
+		return 3
+	}
+	return 0
+}
+
+// blockedInWait finds the threads of pid blocked in a wait syscall now,
+// with the identity of that wait, from /proc/PID/task/TID/syscall ("232
+// 0x5 0x7ffd... ...": number, then arguments).
+func blockedInWait(pid int) map[uint32]uint64 {
+	out := map[uint32]uint64{}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		tid, err := strconv.ParseUint(task.Name(), 10, 32)
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/syscall", pid, tid))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 3 {
+			continue // "running", or "-1 sp pc" outside a syscall
+		}
+		nr, err := strconv.Atoi(f[0])
+		cls := waitClass(nr)
+		if err != nil || cls == 0 {
+			continue
+		}
+		argField := f[1]
+		if cls == 3 {
+			argField = f[2]
+		}
+		arg, err := strconv.ParseUint(strings.TrimPrefix(argField, "0x"), 16, 64)
+		if err != nil {
+			continue
+		}
+		out[uint32(tid)] = cls<<56 | arg&(1<<56-1)
+	}
+	return out
 }
 
 // sampleThread opens a task-clock sampling event on one thread with the

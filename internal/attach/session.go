@@ -284,7 +284,7 @@ func Open(opts Options) (s *Session, err error) {
 		s.links = append(s.links, l)
 	}
 	if opts.Loop != nil {
-		if err := s.attachLoop(opts.Loop); err != nil {
+		if err := s.attachLoop(opts.Loop, opts.PIDs); err != nil {
 			return nil, err
 		}
 	}
