@@ -133,6 +133,7 @@ struct task_state {
 	u32 loop_pad;
 	u64 iter_start; /* return of the last loop wait */
 	u64 iter_off;   /* off-CPU ns closed inside the current iteration */
+	u64 loop_file;  /* an epoll loop wait's struct file, see loop_wait_enter */
 };
 
 struct {
@@ -529,16 +530,25 @@ static __always_inline bool fd_syscall(s64 nr)
 #define S_IFMT 0170000
 #define S_IFSOCK 0140000
 
+/* The struct file behind fd of task t, NULL if none. */
+static __always_inline struct file *fd_file(struct task_struct *t, s32 fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+	if (!fdt || fd < 0 || (u32)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]))
+		return NULL;
+	return f;
+}
+
 /* Describe what file `fd` of task t is, once per (file, inode): path parts
  * up to the root (crossing mounts), or a socket's addresses. */
 static __always_inline bool resolve_fd(struct task_struct *t, s32 fd, struct fd_key *key)
 {
-	struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
-	if (!fdt || fd < 0 || (u32)fd >= BPF_CORE_READ(fdt, max_fds))
-		return false;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+	struct file *f = fd_file(t, fd);
+	if (!f)
 		return false;
 	struct inode *inode = BPF_CORE_READ(f, f_inode);
 	key->file = (u64)f;
@@ -1184,6 +1194,7 @@ static __always_inline void loop_elect(struct task_struct *t, struct task_state 
 	}
 	st->loop_wait = id;
 	st->loop_seq = 0;
+	st->loop_file = id >> 56 == LOOP_CLASS_EPOLL ? (u64)fd_file(t, (s32)(u32)id) : 0;
 	ls->tgid = t->tgid;
 	ls->tid = tid;
 	ls->wait = id;
@@ -1251,7 +1262,12 @@ static __always_inline int loop_wait_enter(u64 arg0, u64 arg1, u32 cls, s32 nr)
 		st->loop_votes--;
 	}
 	u32 need = named ? 1 : cls == LOOP_CLASS_EPOLL ? LOOP_PROMOTE_EPOLL : LOOP_PROMOTE;
-	if (st->loop_cand == id && st->loop_wait != id && st->loop_votes >= need)
+	/* An epoll loop keeps its wait while its epoll fd is open: another
+	 * epoll waited on meanwhile (Node's execSync runs a private loop) is
+	 * inside its callbacks, however often it is called. A new loop
+	 * (asyncio.run again) closed the old one's fd first. */
+	if (st->loop_cand == id && st->loop_wait != id && st->loop_votes >= need &&
+	    !(st->loop_file && (u64)fd_file(t, (s32)(u32)st->loop_wait) == st->loop_file))
 		loop_elect(t, st, id, nr);
 	if (id != st->loop_wait)
 		return 0;

@@ -253,6 +253,9 @@ func (t *loopTracker) loops(threads map[uint32]attach.Thread) []profiles.Loop {
 			l.Ongoing = l.Ongoing || st.ongoing
 		}
 		l.Max = max(l.Max, l.Worst)
+		if l.Iterations == 0 && l.Stalls == 0 {
+			continue // elected at attach (blocked in a wait) but never woke: nothing to say
+		}
 		out = append(out, l)
 	}
 	sort.Slice(out, func(i, j int) bool {

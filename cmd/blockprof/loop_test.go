@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/pprof/profile"
 
@@ -149,5 +152,61 @@ func TestLoopC(t *testing.T) {
 			t.Logf("handle_spin: %v", st)
 			testutil.Near(t, float64(ns)/1e9, c.Seconds, 0.10, "handle_spin stall seconds on CPU")
 		}
+	}
+}
+
+// Node: a timer handler stalls the libuv loop in readFifo (readFileSync of
+// a FIFO), busyLoop (20 ms on the CPU) and runSleep (execSync, which waits
+// in a private epoll loop of its own: not the loop's wait, so inside the
+// stall). JavaScript names come from the perf map.
+func TestLoopNode(t *testing.T) {
+	testutil.RequireRoot(t)
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed")
+	}
+	dir := t.TempDir()
+	script := filepath.Join(testutil.RepoRoot(t), "testdata/workloads/node/loop.js")
+	const n = 6
+	w := testutil.Start(t, node, "--perf-basic-prof", "--interpreted-frames-native-stack",
+		"--no-logfile-per-isolate", "--logfile="+filepath.Join(dir, "v8.log"), script, filepath.Join(dir, "fifo"), fmt.Sprint(n))
+	t.Cleanup(func() { os.Remove("/tmp/perf-" + itoa(w.PID()) + ".map") })
+	w.Ready(t)
+	r := startRecord(t, "--loop", "--stall", "50ms", "-p", itoa(w.PID()))
+	w.Go(t)
+	truth, err := w.Wait(30 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.wait(t)
+	loopTID := w.PID()
+	if !strings.Contains(r.stdout.String(), fmt.Sprintf("/%d (epoll_pwait)", loopTID)) {
+		t.Errorf("first screen does not name the loop thread %d and its epoll_pwait", loopTID)
+	}
+	if stalls, _ := loopValues(t, p, loopTID, "", "stalls"); stalls != n {
+		t.Errorf("%d stalls, want %d (one per tick)", stalls, n)
+	}
+	for _, b := range truth.Blocks {
+		var got float64
+		var stack []string
+		for _, s := range p.Sample {
+			if st := stackNames(s); s.NumLabel["tid"][0] == int64(loopTID) && containsFrame(st, b.Func) {
+				got += float64(s.Value[sampleIndex(t, p, "stall_blocked")]+s.Value[sampleIndex(t, p, "stall_runqueue")]) / 1e9
+				if stack == nil && s.Value[sampleIndex(t, p, "stall_blocked")] > 0 {
+					stack = st
+				}
+			}
+		}
+		t.Logf("%s: %v", b.Func, stack)
+		testutil.Near(t, got, b.Seconds, 0.10, b.Func+" stall seconds off-CPU")
+	}
+	for _, c := range truth.CPU {
+		var got int64
+		for _, s := range p.Sample {
+			if st := stackNames(s); s.NumLabel["tid"][0] == int64(loopTID) && containsFrame(st, c.Func) {
+				got += s.Value[sampleIndex(t, p, "stall_oncpu")]
+			}
+		}
+		testutil.Near(t, float64(got)/1e9, c.Seconds, 0.10, c.Func+" stall seconds on CPU")
 	}
 }

@@ -259,6 +259,7 @@ type blockprofTaskState struct {
 	LoopPad     uint32
 	IterStart   uint64
 	IterOff     uint64
+	LoopFile    uint64
 }
 
 type blockprofThreadInfo struct {
