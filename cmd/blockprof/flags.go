@@ -98,7 +98,7 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	fs.BoolVar(&c.loop, "loop", false, "event-loop mode: find loop threads (repeated epoll_wait/poll/select) and attribute their stalls")
 	fs.IntSliceVar(&c.loopThreads, "loop-thread", nil, "loop mode on these threads (with --loop: and on any found)")
 	fs.DurationVar(&c.stall, "stall", 100*time.Millisecond, "loop mode: an iteration (wait return to next wait) longer than this is a stall")
-	fs.IntVar(&c.loopHz, "loop-hz", 1000, "loop mode: on-CPU samples per second of a loop thread's CPU time (0: none)")
+	fs.IntVar(&c.loopHz, "loop-hz", 199, "loop mode: on-CPU samples per second of a loop thread's CPU time (0: none)")
 	fs.IntVar(&c.top, "top", 10, "stacks shown in the summary")
 	fs.BoolVarP(&c.quiet, "quiet", "q", false, "no status line and no summary")
 	fs.StringVar(&c.readyFile, "ready-file", "", "create this file once recording has started (for scripts and tests)")

@@ -59,7 +59,7 @@ func TestLoopAsyncio(t *testing.T) {
 			testutil.RequirePython(t, py)
 			const rounds = 5
 			truth, p, r := profileWorkload(t, py.Path, []string{script, "all", fmt.Sprint(rounds)},
-				"--loop", "--stall", "20ms")
+				"--loop", "--stall", "20ms", "--loop-hz", "1000")
 			loopTID := 0
 			if b, ok := truth.Block("handle_sleep"); ok {
 				loopTID = b.TID
@@ -135,7 +135,7 @@ func TestLoopC(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/cloop/cloop.c"), "-O1", "-pthread")
 	const n = 10
-	truth, p, _ := profileWorkload(t, bin, []string{fmt.Sprint(n)}, "--loop", "--stall", "10ms")
+	truth, p, _ := profileWorkload(t, bin, []string{fmt.Sprint(n)}, "--loop", "--stall", "10ms", "--loop-hz", "1000")
 	req, ok := truth.Block("handle_request")
 	if !ok {
 		t.Fatalf("no handle_request in the truth: %+v", truth)
@@ -172,7 +172,7 @@ func TestLoopNode(t *testing.T) {
 		"--no-logfile-per-isolate", "--logfile="+filepath.Join(dir, "v8.log"), script, filepath.Join(dir, "fifo"), fmt.Sprint(n))
 	t.Cleanup(func() { os.Remove("/tmp/perf-" + itoa(w.PID()) + ".map") })
 	w.Ready(t)
-	r := startRecord(t, "--loop", "--stall", "50ms", "-p", itoa(w.PID()))
+	r := startRecord(t, "--loop", "--stall", "50ms", "--loop-hz", "1000", "-p", itoa(w.PID()))
 	w.Go(t)
 	truth, err := w.Wait(30 * time.Second)
 	if err != nil {
