@@ -164,15 +164,10 @@ type loopShare struct {
 // samples it goes to one "[on CPU, not sampled]" share). The stall itself
 // is counted once, on its largest part.
 func (t *loopTracker) shares() []*loopShare {
-	type key struct {
-		rk   recordKey
-		kind attach.Kind
-	}
-	byKey := map[key]*loopShare{}
+	byKey := map[recordKey]*loopShare{} // the key holds the kind: on-CPU apart
 	var out []*loopShare
 	get := func(lr loopRecord) *loopShare {
-		r := &lr.rec
-		k := key{recordKey{r.TGID, r.TID, r.UserStackID, r.KernelStackID, r.State, r.Kind, r.SysNr, r.Fd, r.Target, r.Waker, lr.py, r.UserStackHash}, r.Kind}
+		k := recordKeyOf(&lr.rec, lr.py)
 		if sh := byKey[k]; sh != nil {
 			return sh
 		}

@@ -35,6 +35,11 @@ type recordKey struct {
 	uhash          uint64 // table-unwound user stack, 0 for frame pointers
 }
 
+// recordKeyOf is a record's key, with its resolved Python frames' key.
+func recordKeyOf(r *attach.Record, py string) recordKey {
+	return recordKey{r.TGID, r.TID, r.UserStackID, r.KernelStackID, r.State, r.Kind, r.SysNr, r.Fd, r.Target, r.Waker, py, r.UserStackHash}
+}
+
 // recorder accumulates what the kernel aggregated, drain after drain.
 type recorder struct {
 	cfg                  *recordConfig
@@ -81,7 +86,7 @@ func (r *recorder) drain() error {
 		if _, ok := r.procs[rec.TGID]; !ok {
 			r.attachProcess(rec.TGID) // a child forked since the last drain
 		}
-		k := recordKey{rec.TGID, rec.TID, rec.UserStackID, rec.KernelStackID, rec.State, rec.Kind, rec.SysNr, rec.Fd, rec.Target, rec.Waker, "", rec.UserStackHash}
+		k := recordKeyOf(rec, "")
 		if locs, key := r.resolvePython(rec); key != "" {
 			k.py = key
 			if _, ok := r.pyLocs[key]; !ok {
