@@ -1087,9 +1087,9 @@ int BPF_PROG(bprof_exec)
 /* ---- Event loops ----
  * A loop thread alternates between its loop wait (epoll_wait, poll...) and
  * an iteration: the callbacks that run from the wait's return to its next
- * call. the wait syscalls' entry and exit tracepoints (only those run
- * BPF) time every iteration; one longer than cfg_loop_stall_ns
- * is a stall. Whatever happens inside an iteration (off-CPU intervals,
+ * call. The wait syscalls' entry and exit tracepoints (only those run
+ * BPF) time every iteration; one longer than cfg_loop_stall_ns is a
+ * stall. Whatever happens inside an iteration (off-CPU intervals,
  * on-CPU samples) goes to the aggregation maps tagged with the
  * iteration's number, and each stall to loop_events. User space keeps the
  * tagged records of stalls and drops the others: nothing is buffered per

@@ -339,7 +339,7 @@ func pprofName(name, file string) string {
 func loopComments(p *Profile) []string {
 	out := []string{fmt.Sprintf("loop mode: a stall is an iteration longer than %s", fmtDur(p.Stall))}
 	for _, l := range p.Loops {
-		out = append(out, loopHeadline(l))
+		out = append(out, loopHeadline(l)+"; "+loopStallLine(l, p.Stall))
 	}
 	return out
 }

@@ -186,14 +186,7 @@ func (t *loopTracker) shares() []*loopShare {
 				samples += r.rec.Count
 			}
 		}
-		var largest *loopShare
-		var largestT time.Duration
-		note := func(sh *loopShare, d time.Duration) {
-			if d > largestT {
-				largest, largestT = sh, d
-			}
-		}
-		// Parts of one stall by share, so the largest is found by key.
+		// This stall's parts by share: its largest gets the stall.
 		part := map[*loopShare]time.Duration{}
 		for _, r := range st.recs {
 			sh := get(r)
@@ -214,8 +207,11 @@ func (t *loopTracker) shares() []*loopShare {
 			sh.v.OnCPU += onCPU
 			part[sh] += onCPU
 		}
+		var largest *loopShare
 		for sh, d := range part {
-			note(sh, d)
+			if largest == nil || d > part[largest] {
+				largest = sh
+			}
 		}
 		if largest != nil {
 			largest.v.Stalls++
