@@ -1321,36 +1321,48 @@ static __always_inline int loop_wait_exit(s32 nr)
 	return 0;
 }
 
-/* Syscall tracepoint contexts (events/syscalls/sys_{enter,exit}_NAME/format). */
-struct syscall_enter_ctx {
-	u64 common;
-	s64 nr;
-	u64 args[6];
-};
-
-/* The per-syscall tracepoints, not fentry (this needs no ftrace direct
- * calls, which kernels without CONFIG_DYNAMIC_FTRACE lack) and not raw
- * sys_enter: the kernel tests its bitmap of enabled syscalls before it
- * calls any program, so other syscalls never run BPF. */
-#define LOOP_WAIT_HOOKS(name, cls, nr)                                              \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                                 \
-	int bprof_le_##name(struct syscall_enter_ctx *ctx)                          \
-	{                                                                           \
-		return cfg_loop ? loop_wait_enter(ctx->args[0], ctx->args[1], cls, nr) : 0; \
-	}                                                                           \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                                  \
-	int bprof_lx_##name(void *ctx)                                              \
-	{                                                                           \
-		return cfg_loop ? loop_wait_exit(nr) : 0;                           \
+/* The wait syscalls' class (LOOP_CLASS_*), 0 for any other syscall. */
+static __always_inline u32 loop_wait_class(s64 nr)
+{
+	switch (nr) {
+	case 232: /* epoll_wait */
+	case 281: /* epoll_pwait */
+	case 441: /* epoll_pwait2 */
+		return LOOP_CLASS_EPOLL;
+	case 7:   /* poll */
+	case 271: /* ppoll */
+		return LOOP_CLASS_POLL;
+	case 23:  /* select */
+	case 270: /* pselect6 */
+		return LOOP_CLASS_SELECT;
 	}
+	return 0;
+}
 
-LOOP_WAIT_HOOKS(epoll_wait, LOOP_CLASS_EPOLL, 232)
-LOOP_WAIT_HOOKS(epoll_pwait, LOOP_CLASS_EPOLL, 281)
-LOOP_WAIT_HOOKS(epoll_pwait2, LOOP_CLASS_EPOLL, 441)
-LOOP_WAIT_HOOKS(poll, LOOP_CLASS_POLL, 7)
-LOOP_WAIT_HOOKS(ppoll, LOOP_CLASS_POLL, 271)
-LOOP_WAIT_HOOKS(select, LOOP_CLASS_SELECT, 23)
-LOOP_WAIT_HOOKS(pselect6, LOOP_CLASS_SELECT, 270)
+/* Every syscall of the machine passes the raw sys_enter/sys_exit
+ * tracepoints while these are attached; all but the seven waits leave at
+ * the first compare. Raw tracepoints through BTF need no tracefs (the
+ * per-syscall events' ids live there, and a fresh host or a container has
+ * none mounted) and no ftrace (fentry needs CONFIG_DYNAMIC_FTRACE). A
+ * compat (32-bit) task's numbers mean other syscalls: skipped, as the
+ * per-syscall events skip them. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(bprof_loop_enter, struct pt_regs *regs, long id)
+{
+	u32 cls = loop_wait_class(id);
+	if (!cls || !cfg_loop || regs->cs != USER_CS_64)
+		return 0;
+	return loop_wait_enter(regs->di, regs->si, cls, id);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(bprof_loop_exit, struct pt_regs *regs, long ret)
+{
+	s64 nr = regs->orig_ax;
+	if (!loop_wait_class(nr) || !cfg_loop || regs->cs != USER_CS_64)
+		return 0;
+	return loop_wait_exit(nr);
+}
 
 /* On-CPU samples of loop threads: a task-clock perf event per loop thread
  * (opened by user space when the thread is found), so only loop threads

@@ -132,4 +132,7 @@ struct pt_regs {
 	unsigned long si;
 	unsigned long di;
 	unsigned long orig_ax;
+	unsigned short cs; /* in an anonymous union since 6.9 (FRED): found by name */
 } __attribute__((preserve_access_index));
+
+#define USER_CS_64 0x33 /* arch/x86/include/asm/segment.h __USER_CS: a 64-bit task's syscall */

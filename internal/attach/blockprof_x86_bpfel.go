@@ -359,21 +359,9 @@ const (
 	blockprofMapWkstacks            = "wkstacks"
 	blockprofProgBprofExec          = "bprof_exec"
 	blockprofProgBprofFork          = "bprof_fork"
-	blockprofProgBprofLeEpollPwait  = "bprof_le_epoll_pwait"
-	blockprofProgBprofLeEpollPwait2 = "bprof_le_epoll_pwait2"
-	blockprofProgBprofLeEpollWait   = "bprof_le_epoll_wait"
-	blockprofProgBprofLePoll        = "bprof_le_poll"
-	blockprofProgBprofLePpoll       = "bprof_le_ppoll"
-	blockprofProgBprofLePselect6    = "bprof_le_pselect6"
-	blockprofProgBprofLeSelect      = "bprof_le_select"
+	blockprofProgBprofLoopEnter     = "bprof_loop_enter"
+	blockprofProgBprofLoopExit      = "bprof_loop_exit"
 	blockprofProgBprofLoopSample    = "bprof_loop_sample"
-	blockprofProgBprofLxEpollPwait  = "bprof_lx_epoll_pwait"
-	blockprofProgBprofLxEpollPwait2 = "bprof_lx_epoll_pwait2"
-	blockprofProgBprofLxEpollWait   = "bprof_lx_epoll_wait"
-	blockprofProgBprofLxPoll        = "bprof_lx_poll"
-	blockprofProgBprofLxPpoll       = "bprof_lx_ppoll"
-	blockprofProgBprofLxPselect6    = "bprof_lx_pselect6"
-	blockprofProgBprofLxSelect      = "bprof_lx_select"
 	blockprofProgBprofSwitch        = "bprof_switch"
 	blockprofProgBprofWakeup        = "bprof_wakeup"
 	blockprofVarActiveAgg           = "active_agg"
@@ -452,25 +440,13 @@ type blockprofSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockprofProgramSpecs struct {
-	BprofExec          *ebpf.ProgramSpec `ebpf:"bprof_exec"`
-	BprofFork          *ebpf.ProgramSpec `ebpf:"bprof_fork"`
-	BprofLeEpollPwait  *ebpf.ProgramSpec `ebpf:"bprof_le_epoll_pwait"`
-	BprofLeEpollPwait2 *ebpf.ProgramSpec `ebpf:"bprof_le_epoll_pwait2"`
-	BprofLeEpollWait   *ebpf.ProgramSpec `ebpf:"bprof_le_epoll_wait"`
-	BprofLePoll        *ebpf.ProgramSpec `ebpf:"bprof_le_poll"`
-	BprofLePpoll       *ebpf.ProgramSpec `ebpf:"bprof_le_ppoll"`
-	BprofLePselect6    *ebpf.ProgramSpec `ebpf:"bprof_le_pselect6"`
-	BprofLeSelect      *ebpf.ProgramSpec `ebpf:"bprof_le_select"`
-	BprofLoopSample    *ebpf.ProgramSpec `ebpf:"bprof_loop_sample"`
-	BprofLxEpollPwait  *ebpf.ProgramSpec `ebpf:"bprof_lx_epoll_pwait"`
-	BprofLxEpollPwait2 *ebpf.ProgramSpec `ebpf:"bprof_lx_epoll_pwait2"`
-	BprofLxEpollWait   *ebpf.ProgramSpec `ebpf:"bprof_lx_epoll_wait"`
-	BprofLxPoll        *ebpf.ProgramSpec `ebpf:"bprof_lx_poll"`
-	BprofLxPpoll       *ebpf.ProgramSpec `ebpf:"bprof_lx_ppoll"`
-	BprofLxPselect6    *ebpf.ProgramSpec `ebpf:"bprof_lx_pselect6"`
-	BprofLxSelect      *ebpf.ProgramSpec `ebpf:"bprof_lx_select"`
-	BprofSwitch        *ebpf.ProgramSpec `ebpf:"bprof_switch"`
-	BprofWakeup        *ebpf.ProgramSpec `ebpf:"bprof_wakeup"`
+	BprofExec       *ebpf.ProgramSpec `ebpf:"bprof_exec"`
+	BprofFork       *ebpf.ProgramSpec `ebpf:"bprof_fork"`
+	BprofLoopEnter  *ebpf.ProgramSpec `ebpf:"bprof_loop_enter"`
+	BprofLoopExit   *ebpf.ProgramSpec `ebpf:"bprof_loop_exit"`
+	BprofLoopSample *ebpf.ProgramSpec `ebpf:"bprof_loop_sample"`
+	BprofSwitch     *ebpf.ProgramSpec `ebpf:"bprof_switch"`
+	BprofWakeup     *ebpf.ProgramSpec `ebpf:"bprof_wakeup"`
 }
 
 // blockprofMapSpecs contains maps before they are loaded into the kernel.
@@ -676,46 +652,22 @@ type blockprofVariables struct {
 //
 // It can be passed to loadBlockprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockprofPrograms struct {
-	BprofExec          *ebpf.Program `ebpf:"bprof_exec"`
-	BprofFork          *ebpf.Program `ebpf:"bprof_fork"`
-	BprofLeEpollPwait  *ebpf.Program `ebpf:"bprof_le_epoll_pwait"`
-	BprofLeEpollPwait2 *ebpf.Program `ebpf:"bprof_le_epoll_pwait2"`
-	BprofLeEpollWait   *ebpf.Program `ebpf:"bprof_le_epoll_wait"`
-	BprofLePoll        *ebpf.Program `ebpf:"bprof_le_poll"`
-	BprofLePpoll       *ebpf.Program `ebpf:"bprof_le_ppoll"`
-	BprofLePselect6    *ebpf.Program `ebpf:"bprof_le_pselect6"`
-	BprofLeSelect      *ebpf.Program `ebpf:"bprof_le_select"`
-	BprofLoopSample    *ebpf.Program `ebpf:"bprof_loop_sample"`
-	BprofLxEpollPwait  *ebpf.Program `ebpf:"bprof_lx_epoll_pwait"`
-	BprofLxEpollPwait2 *ebpf.Program `ebpf:"bprof_lx_epoll_pwait2"`
-	BprofLxEpollWait   *ebpf.Program `ebpf:"bprof_lx_epoll_wait"`
-	BprofLxPoll        *ebpf.Program `ebpf:"bprof_lx_poll"`
-	BprofLxPpoll       *ebpf.Program `ebpf:"bprof_lx_ppoll"`
-	BprofLxPselect6    *ebpf.Program `ebpf:"bprof_lx_pselect6"`
-	BprofLxSelect      *ebpf.Program `ebpf:"bprof_lx_select"`
-	BprofSwitch        *ebpf.Program `ebpf:"bprof_switch"`
-	BprofWakeup        *ebpf.Program `ebpf:"bprof_wakeup"`
+	BprofExec       *ebpf.Program `ebpf:"bprof_exec"`
+	BprofFork       *ebpf.Program `ebpf:"bprof_fork"`
+	BprofLoopEnter  *ebpf.Program `ebpf:"bprof_loop_enter"`
+	BprofLoopExit   *ebpf.Program `ebpf:"bprof_loop_exit"`
+	BprofLoopSample *ebpf.Program `ebpf:"bprof_loop_sample"`
+	BprofSwitch     *ebpf.Program `ebpf:"bprof_switch"`
+	BprofWakeup     *ebpf.Program `ebpf:"bprof_wakeup"`
 }
 
 func (p *blockprofPrograms) Close() error {
 	return _BlockprofClose(
 		p.BprofExec,
 		p.BprofFork,
-		p.BprofLeEpollPwait,
-		p.BprofLeEpollPwait2,
-		p.BprofLeEpollWait,
-		p.BprofLePoll,
-		p.BprofLePpoll,
-		p.BprofLePselect6,
-		p.BprofLeSelect,
+		p.BprofLoopEnter,
+		p.BprofLoopExit,
 		p.BprofLoopSample,
-		p.BprofLxEpollPwait,
-		p.BprofLxEpollPwait2,
-		p.BprofLxEpollWait,
-		p.BprofLxPoll,
-		p.BprofLxPpoll,
-		p.BprofLxPselect6,
-		p.BprofLxSelect,
 		p.BprofSwitch,
 		p.BprofWakeup,
 	)

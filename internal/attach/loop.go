@@ -11,7 +11,6 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 )
@@ -96,31 +95,14 @@ func LoopBucketBounds(b int) (lo, hi time.Duration) {
 	return lo, hi
 }
 
-// loopHooks are the wait syscalls' tracepoint programs, exits first: an
-// exit without its entry does nothing, so attaching in this order never
-// starts an iteration half-seen.
-func (o *blockprofObjects) loopHooks() []struct {
-	event string
-	prog  *ebpf.Program
-} {
-	type hook = struct {
-		event string
-		prog  *ebpf.Program
-	}
-	return []hook{
-		{"sys_exit_epoll_wait", o.BprofLxEpollWait}, {"sys_exit_epoll_pwait", o.BprofLxEpollPwait},
-		{"sys_exit_epoll_pwait2", o.BprofLxEpollPwait2}, {"sys_exit_poll", o.BprofLxPoll},
-		{"sys_exit_ppoll", o.BprofLxPpoll}, {"sys_exit_select", o.BprofLxSelect}, {"sys_exit_pselect6", o.BprofLxPselect6},
-		{"sys_enter_epoll_wait", o.BprofLeEpollWait}, {"sys_enter_epoll_pwait", o.BprofLeEpollPwait},
-		{"sys_enter_epoll_pwait2", o.BprofLeEpollPwait2}, {"sys_enter_poll", o.BprofLePoll},
-		{"sys_enter_ppoll", o.BprofLePpoll}, {"sys_enter_select", o.BprofLeSelect}, {"sys_enter_pselect6", o.BprofLePselect6},
-	}
-}
-
 // attachLoop attaches the wait hooks and starts sampling the named threads.
 func (s *Session) attachLoop(o *LoopOptions, pids []int) error {
 	for _, tid := range o.Threads {
-		if err := s.objs.LoopTids.Put(uint32(tid), uint8(1)); err != nil {
+		err := step("add loop thread")
+		if err == nil {
+			err = s.objs.LoopTids.Put(uint32(tid), uint8(1))
+		}
+		if err != nil {
 			return fmt.Errorf("add loop thread %d: %w", tid, err)
 		}
 	}
@@ -136,14 +118,19 @@ func (s *Session) attachLoop(o *LoopOptions, pids []int) error {
 			}
 		}
 	}
-	for _, h := range s.objs.loopHooks() {
-		l, err := link.Tracepoint("syscalls", h.event, h.prog, nil)
-		if err != nil {
-			return classify("attach syscalls/"+h.event, err)
+	// The raw syscall tracepoints through BTF, exit first: an exit without
+	// its entry does nothing, so this order never starts an iteration
+	// half-seen. They need no tracefs (see bpf/blockprof.bpf.c).
+	for _, p := range []*ebpf.Program{s.objs.BprofLoopExit, s.objs.BprofLoopEnter} {
+		if err := s.attachTracing(p); err != nil {
+			return err
 		}
-		s.links = append(s.links, l)
 	}
-	rd, err := ringbuf.NewReader(s.objs.LoopRing)
+	err := step("read loop events")
+	var rd *ringbuf.Reader
+	if err == nil {
+		rd, err = ringbuf.NewReader(s.objs.LoopRing)
+	}
 	if err != nil {
 		return fmt.Errorf("read loop events: %w", err)
 	}
@@ -215,6 +202,9 @@ func blockedInWait(pid int) map[uint32]uint64 {
 func (s *Session) sampleThread(tid uint32) error {
 	if s.loopHz <= 0 || s.sampled[tid] != 0 {
 		return nil
+	}
+	if err := step("sample loop thread"); err != nil {
+		return fmt.Errorf("sample loop thread %d: %w", tid, err)
 	}
 	attr := unix.PerfEventAttr{
 		Type:   unix.PERF_TYPE_SOFTWARE,

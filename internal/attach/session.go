@@ -161,8 +161,8 @@ type targetKey struct {
 const programPrefix = "bprof_"
 
 // Open loads the BPF objects, configured for opts, and attaches them. On
-// error nothing stays loaded.
-func Open(opts Options) (s *Session, err error) {
+// error nothing stays loaded or attached.
+func Open(opts Options) (*Session, error) {
 	if len(opts.PIDs) == 0 {
 		return nil, errors.New("no target process")
 	}
@@ -172,6 +172,25 @@ func Open(opts Options) (s *Session, err error) {
 	// Needed only before 5.11 (memcg accounting made it moot); never fatal.
 	_ = rlimit.RemoveMemlock()
 
+	spec, err := configuredSpec(opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, wkstack: map[int32][]uint64{},
+		targets: map[targetKey]*Target{}, python: opts.Python, pystacks: map[uint64]*PyStack{},
+		unwstacks: map[uint64]unwound{}}
+	if err := s.open(spec, opts); err != nil {
+		// Close copes with whatever part was built; the caller gets
+		// only the error.
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// configuredSpec is the BPF collection with opts written into its load-time
+// constants (the verifier prunes what they turn off).
+func configuredSpec(opts Options) (*ebpf.CollectionSpec, error) {
 	spec, err := loadBlockprof()
 	if err != nil {
 		return nil, fmt.Errorf("load BPF spec: %w", err)
@@ -194,7 +213,7 @@ func Open(opts Options) (s *Session, err error) {
 		}
 		mask[nr/64] |= 1 << (nr % 64)
 	}
-	for name, v := range map[string]any{
+	vars := map[string]any{
 		blockprofVarCfgSingleTgid:     single,
 		blockprofVarCfgFilterTids:     len(opts.TIDs) > 0,
 		blockprofVarCfgFollowChildren: opts.FollowChildren,
@@ -213,43 +232,49 @@ func Open(opts Options) (s *Session, err error) {
 		blockprofVarCfgSyscallMask:    mask,
 		blockprofVarCfgPython:         opts.Python,
 		blockprofVarCfgLoop:           opts.Loop != nil,
-	} {
-		if err := set(name, v); err != nil {
-			return nil, fmt.Errorf("configure %s: %w", name, err)
-		}
 	}
-
 	if o := opts.Loop; o != nil {
 		if o.Stall <= 0 {
 			return nil, errors.New("loop mode needs a stall threshold above zero")
 		}
-		for name, v := range map[string]any{
-			blockprofVarCfgLoopAuto:     o.Auto,
-			blockprofVarCfgLoopExplicit: len(o.Threads) > 0,
-			blockprofVarCfgLoopStallNs:  uint64(o.Stall),
-		} {
-			if err := set(name, v); err != nil {
-				return nil, fmt.Errorf("configure %s: %w", name, err)
-			}
+		vars[blockprofVarCfgLoopAuto] = o.Auto
+		vars[blockprofVarCfgLoopExplicit] = len(o.Threads) > 0
+		vars[blockprofVarCfgLoopStallNs] = uint64(o.Stall)
+	}
+	for name, v := range vars {
+		if err := set(name, v); err != nil {
+			return nil, fmt.Errorf("configure %s: %w", name, err)
 		}
 	}
+	return spec, nil
+}
 
-	s = &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, wkstack: map[int32][]uint64{},
-		targets: map[targetKey]*Target{}, python: opts.Python, pystacks: map[uint64]*PyStack{},
-		unwstacks: map[uint64]unwound{}}
+// failStep, when set (by tests), is asked before each step of open and
+// makes that step fail with the error it returns: the fault-injection test
+// fails every step in turn and checks that nothing stays behind.
+var failStep func(step string) error
+
+// step names the next step of open (see failStep).
+func step(name string) error {
+	if failStep != nil {
+		return failStep(name)
+	}
+	return nil
+}
+
+// open loads spec into s and attaches it. On error s holds what was built
+// so far, for Close to release.
+func (s *Session) open(spec *ebpf.CollectionSpec, opts Options) error {
+	if err := step("load"); err != nil {
+		return fmt.Errorf("load BPF programs: %w", err)
+	}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
-			return nil, fmt.Errorf("load BPF programs: %v", verr)
+			return fmt.Errorf("load BPF programs: %v", verr)
 		}
-		return nil, classify("load BPF programs", err)
+		return classify("load BPF programs", err)
 	}
-	defer func() {
-		if err != nil {
-			s.Close()
-			s = nil
-		}
-	}()
 	if opts.Unwind && !opts.NoUserStacks {
 		s.unwind = NewUnwindTables(s.objs.UnwRows, s.objs.UnwProcs, s.objs.UnwMappings)
 	}
@@ -260,13 +285,21 @@ func Open(opts Options) (s *Session, err error) {
 		state = 2 // TARGET_AWAIT_EXEC
 	}
 	for _, pid := range opts.PIDs {
-		if err := s.objs.Targets.Put(uint32(pid), state); err != nil {
-			return nil, fmt.Errorf("add target %d: %w", pid, err)
+		err := step("add target")
+		if err == nil {
+			err = s.objs.Targets.Put(uint32(pid), state)
+		}
+		if err != nil {
+			return fmt.Errorf("add target %d: %w", pid, err)
 		}
 	}
 	for _, tid := range opts.TIDs {
-		if err := s.objs.TargetTids.Put(uint32(tid), one); err != nil {
-			return nil, fmt.Errorf("add thread %d: %w", tid, err)
+		err := step("add thread")
+		if err == nil {
+			err = s.objs.TargetTids.Put(uint32(tid), one)
+		}
+		if err != nil {
+			return fmt.Errorf("add thread %d: %w", tid, err)
 		}
 	}
 
@@ -277,18 +310,33 @@ func Open(opts Options) (s *Session, err error) {
 		progs = progs[1:]
 	}
 	for _, p := range progs {
-		l, err := link.AttachTracing(link.TracingOptions{Program: p})
-		if err != nil {
-			return nil, classify("attach "+p.String(), err)
+		if err := s.attachTracing(p); err != nil {
+			return err
 		}
-		s.links = append(s.links, l)
 	}
 	if opts.Loop != nil {
 		if err := s.attachLoop(opts.Loop, opts.PIDs); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
+}
+
+// attachTracing attaches a tp_btf program and keeps its link.
+func (s *Session) attachTracing(p *ebpf.Program) error {
+	name := "program"
+	if info, err := p.Info(); err == nil {
+		name = info.Name
+	}
+	err := step("attach " + name)
+	if err == nil {
+		var l link.Link
+		if l, err = link.AttachTracing(link.TracingOptions{Program: p}); err == nil {
+			s.links = append(s.links, l)
+			return nil
+		}
+	}
+	return classify("attach "+name, err)
 }
 
 // Drain returns what the kernel aggregated into maps nobody writes any
