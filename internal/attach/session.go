@@ -133,6 +133,9 @@ type Session struct {
 	// drainRaces counts drains that went ahead with a writer still in
 	// flight (reported as a drop).
 	drainRaces uint64
+	// pendingNotNeeded counts walks the kernel counted as before tables
+	// that needed none (see UnwindTables.NeededTable).
+	pendingNotNeeded uint64
 	ustack     map[int32][]uint64 // stack ids are stable for the run: cache them
 	kstack     map[int32][]uint64
 	wkstack    map[int32][]uint64
@@ -390,6 +393,14 @@ func (s *Session) Drain() ([]Record, error) {
 			if k.Uhash != 0 {
 				u := s.unwoundStack(k.Uhash)
 				r.UserStack, r.UnwindPending, r.UnwindTruncated = u.pcs, u.pending, u.truncated
+				if u.pending && s.unwind != nil {
+					// Only a walk that needed a table it did not
+					// have is incomplete (a Go stack never is).
+					if needed, known := s.unwind.NeededTable(k.Tgid, u.pcs); known && !needed {
+						r.UnwindPending = false
+						s.pendingNotNeeded += v.Count
+					}
+				}
 				r.UserStackHash = k.Uhash
 			}
 			r.KernelStack, r.KernelStackID = s.stack(s.objs.Kstacks, s.kstack, k.Kstack)
@@ -591,6 +602,8 @@ func (s *Session) Drops() (map[string]uint64, error) {
 	}
 	s.mu.Lock()
 	out["drain_race"] = s.drainRaces
+	pending := dropName(blockprofDropReasonDROP_UNWIND_PENDING)
+	out[pending] -= min(out[pending], s.pendingNotNeeded)
 	s.mu.Unlock()
 	// The kernel skips a program that would nest on a CPU where a BPF
 	// program already runs, and counts it: an interval lost that way must

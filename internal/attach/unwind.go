@@ -59,7 +59,7 @@ type UnwindTables struct {
 
 	mu    sync.Mutex
 	files map[string]fileRows // by build ID, or dev:inode without one
-	nmaps map[int]int         // mappings written per process
+	lists map[int][]unwMapping // the mapping list written per process
 	next  uint32
 	stats UnwindStats
 }
@@ -72,7 +72,7 @@ type fileRows struct {
 // unw_mappings).
 func NewUnwindTables(rows, procs, mappings *ebpf.Map) *UnwindTables {
 	return &UnwindTables{rows: rows, procs: procs, mappings: mappings, cache: unwind.NewCache(0),
-		files: map[string]fileRows{}, nmaps: map[int]int{}}
+		files: map[string]fileRows{}, lists: map[int][]unwMapping{}}
 }
 
 // Stats returns the counters so far.
@@ -179,7 +179,7 @@ func (u *UnwindTables) AddProcess(pid int) error {
 		}
 	}
 	u.mu.Lock()
-	u.nmaps[pid] = len(ms)
+	u.lists[pid] = ms
 	u.mu.Unlock()
 	return u.procs.Put(uint32(pid), uint32(len(ms)))
 }
@@ -191,8 +191,8 @@ func (u *UnwindTables) RemoveProcess(pid int) error {
 		return err
 	}
 	u.mu.Lock()
-	n := u.nmaps[pid]
-	delete(u.nmaps, pid)
+	n := len(u.lists[pid])
+	delete(u.lists, pid)
 	u.mu.Unlock()
 	for i := 0; i < n; i++ {
 		err := u.mappings.Delete(unwMappingKey{uint32(pid), uint32(i)})
@@ -201,6 +201,30 @@ func (u *UnwindTables) RemoveProcess(pid int) error {
 		}
 	}
 	return nil
+}
+
+// NeededTable says whether a stack of pid walked with frame pointers
+// before its tables were loaded went through code that has a table: only
+// then could the walk differ from a walk with tables. Go code and code
+// without CFI are walked by frame pointers either way. known is false
+// while pid's mappings are not loaded (it may have exited first).
+func (u *UnwindTables) NeededTable(pid uint32, pcs []uint64) (needed, known bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	ms, ok := u.lists[int(pid)]
+	if !ok {
+		return false, false
+	}
+	for i, pc := range pcs {
+		if i > 0 {
+			pc-- // a return address: the call is before it
+		}
+		j := sort.Search(len(ms), func(j int) bool { return ms[j].End > pc })
+		if j < len(ms) && ms[j].Start <= pc && ms[j].RowCount > 0 {
+			return true, true
+		}
+	}
+	return false, true
 }
 
 func (u *UnwindTables) count(f func(*UnwindStats)) {

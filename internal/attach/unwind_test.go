@@ -271,3 +271,28 @@ func TestUnwinderKernelPython(t *testing.T) {
 		t.Errorf("stack %v lacks the interpreter loop", names)
 	}
 }
+
+// A frame-pointer walk made before tables loaded needed a table only where
+// it passed through a mapping that has one.
+func TestNeededTable(t *testing.T) {
+	u := &UnwindTables{lists: map[int][]unwMapping{
+		7: {{Start: 0x1000, End: 0x2000}, {Start: 0x5000, End: 0x6000, RowCount: 10}},
+	}}
+	for _, tc := range []struct {
+		pid           uint32
+		pcs           []uint64
+		needed, known bool
+	}{
+		{7, []uint64{0x1100, 0x1200}, false, true}, // Go code only
+		{7, []uint64{0x1100, 0x5100}, true, true},  // through a table's mapping
+		{7, []uint64{0x5000, 0x1100}, true, true},  // leaf at a table mapping's first byte
+		{7, []uint64{0x1100, 0x5000}, false, true}, // return address just past it: the call is before
+		{7, []uint64{0x1100, 0x9000}, false, true}, // anonymous code: frame pointers either way
+		{8, []uint64{0x1100}, false, false},        // tables never loaded
+	} {
+		needed, known := u.NeededTable(tc.pid, tc.pcs)
+		if needed != tc.needed || known != tc.known {
+			t.Errorf("NeededTable(%d, %#x) = %v, %v; want %v, %v", tc.pid, tc.pcs, needed, known, tc.needed, tc.known)
+		}
+	}
+}
