@@ -88,9 +88,11 @@ func toPprof(p *Profile) (*profile.Profile, error) {
 			&profile.ValueType{Type: "stall_runqueue", Unit: "nanoseconds"},
 			&profile.ValueType{Type: "stall_oncpu", Unit: "nanoseconds"})
 		b.pp.DefaultSampleType = "stall_time"
-		b.pp.Comments = append(b.pp.Comments, loopComments(p)...)
 	}
 	b.pp.Comments = append(append([]string(nil), p.Comments...), dropComments(p.Drops)...)
+	if b.loop {
+		b.pp.Comments = append(b.pp.Comments, loopComments(p)...)
+	}
 
 	// pprof treats the first mapping as the program the profile is about: it
 	// names it in reports and applies -exec overrides to it.

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/pprof/profile"
 
@@ -357,5 +358,29 @@ func TestPprofMainIsMostBlockedProcess(t *testing.T) {
 	}
 	if pp.Mapping[0].ID != 1 || pp.Mapping[0].File != f.goExe.File {
 		t.Errorf("mapping 1 is %q, want the worker's executable", pp.Mapping[0].File)
+	}
+}
+
+// In loop mode the file keeps the loop lines of the first screen after the
+// command line and the drops, none of them lost.
+func TestPprofLoopComments(t *testing.T) {
+	p := &Profile{Comments: []string{"blockprof record --loop -p 7"}, Drops: map[string]uint64{"loop_events_lost": 3},
+		Stall: 20 * time.Millisecond,
+		Loops: []Loop{{PID: 7, TID: 7, Comm: "app", Thread: "app", Wait: "epoll_wait", Iterations: 90,
+			Stalls: 4, StallTime: 400 * time.Millisecond, Worst: 150 * time.Millisecond}}}
+	var buf bytes.Buffer
+	if err := WritePprof(&buf, p, PprofOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pp, err := profile.Parse(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(pp.Comments, "\n")
+	for _, want := range []string{"blockprof record --loop -p 7", "loop_events_lost=3", "a stall is an iteration longer than 20",
+		"app 7/7", "stalled 4"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("comments lack %q:\n%s", want, got)
+		}
 	}
 }
