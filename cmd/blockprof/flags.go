@@ -183,6 +183,13 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	if c.interval <= 0 {
 		c.interval = time.Second
 	}
+	if !c.loopMode() {
+		for _, name := range []string{"stall", "loop-hz"} {
+			if fs.Changed(name) {
+				return nil, fmt.Errorf("--%s needs --loop (or --loop-thread)", name)
+			}
+		}
+	}
 	if c.loopMode() {
 		if c.stall <= 0 {
 			return nil, errors.New("--stall must be above zero")

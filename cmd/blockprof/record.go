@@ -35,9 +35,12 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	// Cheap checks first: a bad PID or an unwritable output must not cost
 	// an attach, and must leave nothing behind.
-	for _, pid := range cfg.pids {
-		if !processExists(pid) {
-			return fail(fmt.Errorf("no process with PID %d", pid))
+	if err := checkTargets(cfg.pids, cfg.tids); err != nil {
+		return fail(err)
+	}
+	if len(cfg.command) > 0 {
+		if err := checkCommand(cfg.command); err != nil {
+			return fail(err)
 		}
 	}
 	if err := checkPrivileges(); err != nil {
@@ -294,19 +297,6 @@ func withoutIdle(p *profiles.Profile, keep bool) *profiles.Profile {
 			fmt.Sprintf("%d idle intervals left out (record with --idle to keep them)", n))
 	}
 	return &out
-}
-
-// processExists is true for a live, non-zombie process.
-func processExists(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the parenthesised command name, which may itself
-	// contain spaces and parentheses.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
 }
 
 // gateThreads lists the threads of the exec gate other than its leader.
