@@ -136,16 +136,16 @@ type Session struct {
 	// pendingNotNeeded counts walks the kernel counted as before tables
 	// that needed none (see UnwindTables.NeededTable).
 	pendingNotNeeded uint64
-	ustack     map[int32][]uint64 // stack ids are stable for the run: cache them
-	kstack     map[int32][]uint64
-	wkstack    map[int32][]uint64
-	targets    map[targetKey]*Target // copied out of LRU maps before eviction
-	python     bool
-	pystacks   map[uint64]*PyStack // copied out before LRU eviction
-	unwind     *UnwindTables       // nil unless Options.Unwind
-	unwstacks  map[uint64]unwound  // copied out before LRU eviction
-	pyReader   *ringbuf.Reader     // see NextPythonStack
-	closed     bool
+	ustack           map[int32][]uint64 // stack ids are stable for the run: cache them
+	kstack           map[int32][]uint64
+	wkstack          map[int32][]uint64
+	targets          map[targetKey]*Target // copied out of LRU maps before eviction
+	python           bool
+	pystacks         map[uint64]*PyStack // copied out before LRU eviction
+	unwind           *UnwindTables       // nil unless Options.Unwind
+	unwstacks        map[uint64]unwound  // copied out before LRU eviction
+	pyReader         *ringbuf.Reader     // see NextPythonStack
+	closed           bool
 
 	// Loop mode (loop.go).
 	loopReader *ringbuf.Reader

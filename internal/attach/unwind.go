@@ -58,7 +58,7 @@ type UnwindTables struct {
 	cache                 *unwind.Cache
 
 	mu    sync.Mutex
-	files map[string]fileRows // by build ID, or dev:inode without one
+	files map[string]fileRows  // by build ID, or dev:inode without one
 	lists map[int][]unwMapping // the mapping list written per process
 	next  uint32
 	stats UnwindStats
