@@ -172,6 +172,9 @@ func Open(opts Options) (*Session, error) {
 	if err := CheckBTF(); err != nil {
 		return nil, err
 	}
+	if err := CheckKernel(opts); err != nil {
+		return nil, err
+	}
 	// Needed only before 5.11 (memcg accounting made it moot); never fatal.
 	_ = rlimit.RemoveMemlock()
 
