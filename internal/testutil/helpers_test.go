@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -28,8 +29,11 @@ func TestNear(t *testing.T) {
 		{1.06, 1, 0.05, false},
 		{0.94, 1, 0.05, false},
 		{0, 1, 0.5, false},
-		{0, 0, 0.05, true},
+		{0, 0, 0.05, false}, // nothing measured, nothing seen: not a match
 		{1e-9, 0, 0.05, false},
+		{-1, -1, 0.05, false},
+		{math.NaN(), 1, 0.05, false},
+		{1, math.NaN(), 0.05, false},
 	} {
 		r := &recorder{}
 		Near(r, tc.got, tc.want, tc.tol, "x")
