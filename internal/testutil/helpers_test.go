@@ -65,13 +65,13 @@ func TestReadTruth(t *testing.T) {
 		}
 		return p
 	}
-	tr, err := ReadTruth(write(`{"pid":7,"blocks":[{"func":"f","syscall":"read","tid":8,"count":2,"seconds":0.5},{"func":"g","pid":9,"tid":9}],"cpu":[{"func":"spin","tid":8,"seconds":1,"wall":2}]}`))
+	tr, err := ReadTruth(write(`{"pid":7,"blocks":[{"func":"f","syscall":"read","tid":8,"count":2,"seconds":0.5},{"func":"g","pid":9,"tid":9}],"cpu":[{"func":"spin","tid":8,"seconds":1,"wall":2,"count":4}],"ticks":3}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Truth{PID: 7,
 		Blocks: []Block{{Func: "f", Syscall: "read", PID: 7, TID: 8, Count: 2, Seconds: 0.5}, {Func: "g", PID: 9, TID: 9}},
-		CPU:    []CPU{{Func: "spin", PID: 7, TID: 8, Seconds: 1, Wall: 2}}}
+		CPU:    []CPU{{Func: "spin", PID: 7, TID: 8, Seconds: 1, Wall: 2, Count: 4}}, Ticks: 3}
 	if !reflect.DeepEqual(tr, want) {
 		t.Errorf("got %+v\nwant %+v", tr, want)
 	}
