@@ -207,6 +207,14 @@ func offCPU(t *testing.T, p *profile.Profile, tid int64, fn string) (float64, []
 	return float64(sum) / 1e9, example
 }
 
+// sampleTID is a sample's tid label, or -1 if it has none.
+func sampleTID(s *profile.Sample) int64 {
+	if len(s.NumLabel["tid"]) != 1 {
+		return -1
+	}
+	return s.NumLabel["tid"][0]
+}
+
 // dumpThread logs every sample of a thread, to see where time went.
 func dumpThread(t *testing.T, p *profile.Profile, tid int64) {
 	for _, s := range p.Sample {
