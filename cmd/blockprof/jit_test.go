@@ -17,9 +17,10 @@ import (
 // FIFO.
 func TestRecordNodePerfMap(t *testing.T) {
 	testutil.RequireRoot(t)
+	testutil.RequireTool(t, "node")
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node not installed")
+		t.Fatal(err)
 	}
 	fifo := filepath.Join(t.TempDir(), "fifo")
 	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
@@ -50,13 +51,17 @@ func TestRecordNodePerfMap(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := r.wait(t)
-	b, _ := truth.Block("blockingRead")
+	testutil.CheckTruth(t, truth, map[string]int{"blockingRead": 1}, nil)
+	b := testutil.TruthBlock(t, truth, "blockingRead")
+	if b.Count != n {
+		t.Errorf("blockingRead: %d reads, want %d", b.Count, n)
+	}
 	var got float64
 	var example []string
 	delay, runq := sampleIndex(t, p, "delay"), sampleIndex(t, p, "runqueue")
 	for _, s := range p.Sample {
 		st := stackNames(s)
-		if s.NumLabel["tid"][0] == int64(b.TID) && containsFrame(st, "blockingRead") {
+		if sampleTID(s) == int64(b.TID) && containsFrame(st, "blockingRead") {
 			got += float64(s.Value[delay]+s.Value[runq]) / 1e9
 			example = st
 		}

@@ -79,10 +79,8 @@ func TestRecordPythonSleep(t *testing.T) {
 		t.Run(py.Name, func(t *testing.T) {
 			testutil.RequirePython(t, py)
 			truth, p, r := profileWorkload(t, py.Path, []string{script, "10"}, "-q=false")
-			b, ok := truth.Block("blocker")
-			if !ok {
-				t.Fatalf("truth without blocker: %+v", truth)
-			}
+			testutil.CheckTruth(t, truth, map[string]int{"blocker": 1}, nil)
+			b := testutil.TruthBlock(t, truth, "blocker")
 			got, stack := pyTotal(t, p, b.TID, "blocker")
 			t.Logf("stack: %v", stack)
 			testutil.Near(t, got, b.Seconds, 0.05, "blocker off-CPU seconds")
@@ -117,9 +115,7 @@ func TestRecordPythonThreads(t *testing.T) {
 	py := firstPython(t)
 	script := pyWorkload(t, "threads.py")
 	truth, p, _ := profileWorkload(t, py.Path, []string{script, "8"}, "-q")
-	if len(truth.Blocks) != 3 {
-		t.Fatalf("truth: %+v", truth)
-	}
+	testutil.CheckTruth(t, truth, map[string]int{"sleep_worker": 1, "lock_worker": 1, "recv_worker": 1}, nil)
 	for _, b := range truth.Blocks {
 		got, stack := pyTotal(t, p, b.TID, b.Func)
 		t.Logf("%s: %v", b.Func, stack)
@@ -140,7 +136,11 @@ func TestRecordPythonAsyncio(t *testing.T) {
 	py := firstPython(t)
 	script := pyWorkload(t, "asyncio_app.py")
 	truth, p, _ := profileWorkload(t, py.Path, []string{script, "20"}, "-q")
-	loop, _ := truth.Block("handle_request")
+	testutil.CheckTruth(t, truth, map[string]int{"handle_request": 1, "get_cached": 1, "blocking_io": 1}, nil)
+	loop := testutil.TruthBlock(t, truth, "handle_request")
+	if cache := testutil.TruthBlock(t, truth, "get_cached"); cache.Target == "" {
+		t.Fatalf("the workload did not say what get_cached waited on: %+v", cache)
+	}
 	for _, b := range truth.Blocks {
 		got, stack := pyTotal(t, p, b.TID, b.Func)
 		t.Logf("%s (tid %d): %v", b.Func, b.TID, stack)
@@ -187,7 +187,7 @@ func TestRecordPythonCommand(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, _ := truth.Block("blocker")
+			b := testutil.TruthBlock(t, truth, "blocker")
 			got, stack := pyTotal(t, p, b.TID, "blocker")
 			testutil.Near(t, got, b.Seconds, 0.05, "blocker off-CPU seconds")
 			checkPythonStack(t, stack, "blocker", "sleep.py", blockLine(t, script, ""), "main")
@@ -196,14 +196,21 @@ func TestRecordPythonCommand(t *testing.T) {
 }
 
 // firstPython is the first interpreter installed, for the tests that need
-// only one (Debian's, on CI).
+// only one (Debian's, on CI). With none, the test skips, or fails under
+// CI (RequirePython).
 func firstPython(t *testing.T) testutil.Python {
-	for _, py := range testutil.Pythons() {
+	t.Helper()
+	pys := testutil.Pythons()
+	for _, py := range pys {
+		if py.Path == "" {
+			continue
+		}
 		if _, err := os.Stat(py.Path); err == nil {
 			return py
 		}
 	}
-	t.Skip("no CPython 3.11-3.13 installed")
+	testutil.RequirePython(t, pys[0])
+	t.Fatalf("%s is installed, but was not found first", pys[0].Name)
 	return testutil.Python{}
 }
 
@@ -211,19 +218,16 @@ func firstPython(t *testing.T) testutil.Python {
 // warning line, and the recording goes on with native stacks.
 func TestRecordPythonUnsupported(t *testing.T) {
 	testutil.RequireRoot(t)
-	home, _ := os.UserHomeDir()
-	py := filepath.Join(home, ".pyenv/versions/3.10.13/bin/python3.10")
-	if _, err := os.Stat(py); err != nil {
-		t.Skipf("%s not installed", py)
-	}
+	py310 := testutil.PyenvPython("3.10")
+	testutil.RequirePython(t, py310)
 	script := pyWorkload(t, "sleep.py")
 	// 3.10's time.sleep waits in select(): idle by blockprof's rules.
-	truth, p, r := profileWorkload(t, py, []string{script, "3"}, "-q", "--idle")
+	truth, p, r := profileWorkload(t, py310.Path, []string{script, "3"}, "-q", "--idle")
 	warn := strings.TrimSpace(r.stderr.String())
 	if strings.Count(warn, "\n") != 0 || !strings.Contains(warn, "warning") || !strings.Contains(warn, "3.10") {
 		t.Errorf("stderr %q: want one warning line naming 3.10", warn)
 	}
-	b, _ := truth.Block("blocker")
+	b := testutil.TruthBlock(t, truth, "blocker")
 	got, stack := pyTotal(t, p, b.TID, "")
 	t.Logf("stack: %v", stack)
 	testutil.Near(t, got, b.Seconds, 0.05, "thread off-CPU seconds")
@@ -240,6 +244,7 @@ func TestRecordPythonNativeThread(t *testing.T) {
 	py := firstPython(t)
 	script := pyWorkload(t, "native_thread.py")
 	truth, p, _ := profileWorkload(t, py.Path, []string{script}, "-q")
+	testutil.CheckTruth(t, truth, map[string]int{"join_native": 1, "sleep": 1}, nil)
 	for _, b := range truth.Blocks {
 		got, stack := pyTotal(t, p, b.TID, "")
 		t.Logf("%s (tid %d): %v", b.Func, b.TID, stack)
@@ -247,7 +252,7 @@ func TestRecordPythonNativeThread(t *testing.T) {
 		testutil.Near(t, got, b.Seconds, 0.05, b.Func+" thread off-CPU seconds")
 		python := false
 		for _, s := range p.Sample {
-			if s.NumLabel["tid"][0] != int64(b.TID) {
+			if sampleTID(s) != int64(b.TID) {
 				continue
 			}
 			for _, loc := range s.Location {

@@ -207,6 +207,14 @@ func offCPU(t *testing.T, p *profile.Profile, tid int64, fn string) (float64, []
 	return float64(sum) / 1e9, example
 }
 
+// sampleTID is a sample's tid label, or -1 if it has none.
+func sampleTID(s *profile.Sample) int64 {
+	if len(s.NumLabel["tid"]) != 1 {
+		return -1
+	}
+	return s.NumLabel["tid"][0]
+}
+
 // dumpThread logs every sample of a thread, to see where time went.
 func dumpThread(t *testing.T, p *profile.Profile, tid int64) {
 	for _, s := range p.Sample {
@@ -326,6 +334,7 @@ func TestRecordGoThreadBlocking(t *testing.T) {
 			// missing, with no drop counted (README, Limitations); at 40 calls
 			// that stays within 5 %, while any systematic error does not.
 			truth, p, _ := profileWorkload(t, bin, []string{"-n", "40"}, "-q", "--drain-interval", "50ms")
+			testutil.CheckTruth(t, truth, map[string]int{"blockRead": 1, "blockNanosleep": 1}, nil)
 			for _, b := range truth.Blocks {
 				fn := "main." + b.Func
 				got, stack := offCPU(t, p, int64(b.TID), fn)
@@ -394,7 +403,7 @@ func TestRecordGoroutineSleepIsSchedulerIdle(t *testing.T) {
 		if hasFrame(st, "runtime.stopm") || hasFrame(st, "runtime.findRunnable") || hasFrame(st, "runtime.sysmon") {
 			v := float64(s.Value[1]) / 1e9
 			runtimeIdle += v
-			if len(s.Label["kind"]) == 1 && s.Label["kind"][0] == "idle" && s.Label["idle"][0] == "go-scheduler" {
+			if label(s, "kind") == "idle" && label(s, "idle") == "go-scheduler" {
 				labelledIdle += v
 			} else {
 				t.Errorf("scheduler wait not labelled kind=idle idle=go-scheduler: %v %v", s.Label, st)
@@ -429,14 +438,18 @@ func TestRecordC(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/cblock/cblock.c"), "-O2", "-fno-omit-frame-pointer")
 	truth, p, _ := profileWorkload(t, bin, nil, "-q")
+	testutil.CheckTruth(t, truth, map[string]int{"block_here": 1, "reader_thread": 1}, nil)
 	for _, b := range truth.Blocks {
 		// Whole-thread time: the libc leaf hides the blocking function
 		// itself until the .eh_frame unwinder lands.
 		got, stack := offCPU(t, p, int64(b.TID), "")
 		t.Logf("%s (tid %d): profile %.4fs, workload %.4fs; stack %v", b.Func, b.TID, got, b.Seconds, stack)
 		testutil.Near(t, got, b.Seconds, 0.05, b.Func+" thread off-CPU seconds")
-		kernelLeaf := map[string]string{"nanosleep": "do_nanosleep", "read": "pipe_read"}[b.Syscall]
-		if kernelLeaf != "" && !containsFrame(stack, kernelLeaf) { // pipe_read is anon_pipe_read on 6.18
+		kernelLeaf, ok := map[string]string{"nanosleep": "do_nanosleep", "read": "pipe_read"}[b.Syscall]
+		if !ok {
+			t.Fatalf("%s: syscall %q, want nanosleep or read", b.Func, b.Syscall)
+		}
+		if !containsFrame(stack, kernelLeaf) { // pipe_read is anon_pipe_read on 6.18
 			t.Errorf("%s: kernel frame %s missing: %v", b.Func, kernelLeaf, stack)
 		}
 		// glibc's nanosleep() enters the kernel as clock_nanosleep.
@@ -445,10 +458,14 @@ func TestRecordC(t *testing.T) {
 			t.Errorf("%s: only %.1f%% of its time labelled syscall=%s", b.Func, 100*share, sys)
 		}
 		if b.Syscall == "read" {
-			for tg := range targetsOf(p, int64(b.TID), "") {
+			targets := targetsOf(p, int64(b.TID), "")
+			for tg := range targets {
 				if !strings.HasPrefix(tg, "pipe:[") {
 					t.Errorf("%s: target %q, want the anonymous pipe", b.Func, tg)
 				}
+			}
+			if len(targets) != 1 {
+				t.Errorf("%s: targets %v, want exactly the pipe", b.Func, targets)
 			}
 		}
 		libc := map[string]string{"nanosleep": "nanosleep", "read": "read"}[b.Syscall]
@@ -478,11 +495,12 @@ func TestRecordRunQueue(t *testing.T) {
 	// as many user stacks as preemption points, and the stack map would
 	// report (honest) collisions that have nothing to do with this test.
 	truth, p, _ := profileWorkload(t, bin, []string{"-s", "1"}, "-q", "--preempted", "--stacks", "kernel")
+	testutil.CheckTruth(t, truth, nil, map[string]int{"spin": 2})
 	delay, runq := sampleIndex(t, p, "delay"), sampleIndex(t, p, "runqueue")
 	for _, c := range truth.CPU {
 		var blocked, queued int64
 		for _, s := range p.Sample {
-			if len(s.NumLabel["tid"]) > 0 && s.NumLabel["tid"][0] == int64(c.TID) {
+			if sampleTID(s) == int64(c.TID) {
 				blocked += s.Value[delay]
 				queued += s.Value[runq]
 			}
@@ -514,6 +532,7 @@ func TestRecordCommandWithChildren(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testutil.CheckTruth(t, truth, map[string]int{"parent_block": 1, "child_block": 2}, nil)
 	pids := map[int64]bool{}
 	for _, s := range p.Sample {
 		if len(s.NumLabel["pid"]) > 0 {
@@ -644,8 +663,14 @@ func TestRecordEventLoopIdle(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/epollidle/epollidle.c"), "-O2")
 	truth, p, _ := profileWorkload(t, bin, nil, "-q", "--idle")
+	kinds := map[string]string{"loop_wait": "idle", "worker_sleep": "blocking"}
+	testutil.CheckTruth(t, truth, map[string]int{"loop_wait": 1, "worker_sleep": 1}, nil)
 	for _, b := range truth.Blocks {
-		kind := map[string]string{"loop_wait": "idle", "worker_sleep": "blocking"}[b.Func]
+		kind := kinds[b.Func]
+		// epollidle's default: 20 waits in the loop, 10 sleeps beside it.
+		if want := map[string]int{"loop_wait": 20, "worker_sleep": 10}[b.Func]; b.Count != want {
+			t.Errorf("%s: %d calls, want %d", b.Func, b.Count, want)
+		}
 		got, stack := offCPU(t, p, int64(b.TID), "")
 		t.Logf("%s (tid %d): profile %.4fs, workload %.4fs; stack %v", b.Func, b.TID, got, b.Seconds, stack)
 		testutil.Near(t, got, b.Seconds, 0.05, b.Func+" thread off-CPU seconds")
@@ -653,7 +678,7 @@ func TestRecordEventLoopIdle(t *testing.T) {
 			t.Errorf("%s: only %.1f%% of its time labelled syscall=%s", b.Func, 100*share, b.Syscall)
 		}
 		for _, s := range p.Sample {
-			if len(s.NumLabel["tid"]) > 0 && s.NumLabel["tid"][0] == int64(b.TID) && s.Label["kind"][0] != kind {
+			if sampleTID(s) == int64(b.TID) && label(s, "kind") != kind {
 				t.Errorf("%s: sample labelled kind=%v, want %s: %v", b.Func, s.Label["kind"], kind, stackNames(s))
 			}
 		}
@@ -666,7 +691,11 @@ func TestRecordTCPRecvTarget(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/tcprecv/tcprecv.c"), "-O2")
 	truth, p, _ := profileWorkload(t, bin, nil, "-q")
-	b := truth.Blocks[0]
+	testutil.CheckTruth(t, truth, map[string]int{"client_recv": 1}, nil)
+	b := testutil.TruthBlock(t, truth, "client_recv")
+	if !strings.HasPrefix(b.Target, "tcp ") {
+		t.Fatalf("the workload did not say what it waited on: target %q", b.Target)
+	}
 	got, stack := offCPU(t, p, int64(b.TID), "")
 	t.Logf("%s: profile %.4fs, workload %.4fs; stack %v", b.Func, got, b.Seconds, stack)
 	testutil.Near(t, got, b.Seconds, 0.05, b.Func+" thread off-CPU seconds")

@@ -38,7 +38,14 @@ func TestRecordBlockedOnWhat(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/cwait/cwait.c"), "-O2", "-pthread")
 	truth, p, r := profileWorkload(t, bin, nil, "--idle", "--waker-stacks", "--drain-interval", "100ms")
+	testutil.CheckTruth(t, truth, cwaitBlocks, nil)
 	for _, b := range truth.Blocks {
+		if b.Kind != "idle" && b.Target == "" {
+			t.Errorf("%s: the workload did not say what it waited on", b.Func)
+		}
+		if b.Func == "waiter" && b.WakerTID == 0 {
+			t.Errorf("waiter: the workload did not name the mutex holder")
+		}
 		tid := int64(b.TID)
 		onTarget := func(s *profile.Sample) bool {
 			return label(s, "syscall") == b.Syscall && label(s, "target") == b.Target
@@ -99,10 +106,10 @@ func TestRecordBlockedOnWhat(t *testing.T) {
 	}
 	// The sleep's duration is a numeric label too, and the synthetic leaf
 	// frame names the syscall and its target.
-	sleeper, _ := truth.Block("sleeper")
+	sleeper := testutil.TruthBlock(t, truth, "sleeper")
 	byTimer := 0
 	for _, s := range p.Sample {
-		if s.NumLabel["tid"][0] != int64(sleeper.TID) || label(s, "syscall") != "clock_nanosleep" {
+		if sampleTID(s) != int64(sleeper.TID) || label(s, "syscall") != "clock_nanosleep" {
 			continue
 		}
 		if v := s.NumLabel["sleep"]; len(v) != 1 || v[0] != 30e6 || s.NumUnit["sleep"][0] != "nanoseconds" {
@@ -117,8 +124,8 @@ func TestRecordBlockedOnWhat(t *testing.T) {
 		default:
 			t.Errorf("sleeper woken by %q, want [interrupt]", w)
 		}
-		if leaf := stackNames(s)[0]; !strings.HasPrefix(leaf, "[clock_nanosleep sleep 30ms]") {
-			t.Errorf("leaf frame %q, want [clock_nanosleep sleep 30ms]", leaf)
+		if st := stackNames(s); len(st) == 0 || !strings.HasPrefix(st[0], "[clock_nanosleep sleep 30ms]") {
+			t.Errorf("stack %v, want the leaf frame [clock_nanosleep sleep 30ms]", st)
 		}
 	}
 	if byTimer == 0 {
@@ -126,7 +133,7 @@ func TestRecordBlockedOnWhat(t *testing.T) {
 	}
 	// The first screen tables syscall and target.
 	screen := r.stdout.String()
-	connector, _ := truth.Block("connector")
+	connector := testutil.TruthBlock(t, truth, "connector")
 	// Long targets keep their end (the peer) on the first screen.
 	end := connector.Target[max(0, len(connector.Target)-30):]
 	if !regexp.MustCompile(`(?m)^  connect +.*` + regexp.QuoteMeta(end) + ` +1 `).MatchString(screen) {
@@ -134,19 +141,28 @@ func TestRecordBlockedOnWhat(t *testing.T) {
 	}
 }
 
+// cwaitBlocks is what cwait reports: one entry per thread, and one per
+// FIFO for reuser.
+var cwaitBlocks = map[string]int{"connector": 1, "syncer": 1, "sleeper": 1, "waiter": 1, "reuser": 2, "opener": 1, "worker": 3}
+
 // --syscalls keeps only the named syscalls (filtered in the kernel, before
 // any stack is walked) and --target only the matching targets.
 func TestRecordSyscallAndTargetFilters(t *testing.T) {
 	testutil.RequireRoot(t)
 	bin := testutil.BuildC(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/cwait/cwait.c"), "-O2", "-pthread")
 	truth, p, _ := profileWorkload(t, bin, nil, "-q", "--syscalls", "read,openat", "--target", "^fifo ")
+	testutil.CheckTruth(t, truth, cwaitBlocks, nil)
 	var want float64
 	var tid int64
 	for _, b := range truth.Blocks {
-		if b.Func == "reuser" {
-			want += b.Seconds
-			tid = int64(b.TID)
+		if b.Func != "reuser" {
+			continue
 		}
+		if tid != 0 && tid != int64(b.TID) {
+			t.Fatalf("reuser entries on threads %d and %d, want one thread", tid, b.TID)
+		}
+		want += b.Seconds
+		tid = int64(b.TID)
 	}
 	for _, s := range p.Sample {
 		if label(s, "syscall") != "read" || !strings.HasPrefix(label(s, "target"), "fifo ") {

@@ -35,6 +35,7 @@ func TestRecordUnwindWithoutFramePointers(t *testing.T) {
 		t.Run(build.name, func(t *testing.T) {
 			bin := testutil.BuildC(t, src, "-O2", "-g", "-pthread", build.flag)
 			truth, p, _ := profileWorkload(t, bin, nil, "-q")
+			testutil.CheckTruth(t, truth, map[string]int{"block_here": 1, "reader_thread": 1}, nil)
 			for _, b := range truth.Blocks {
 				got, stack := offCPU(t, p, int64(b.TID), b.Func)
 				t.Logf("%s: profile %.4fs, workload %.4fs; stack %v", b.Func, got, b.Seconds, stack)
@@ -62,7 +63,10 @@ func TestRecordUnwindWithoutFramePointers(t *testing.T) {
 	t.Run("frame-pointers-only", func(t *testing.T) {
 		bin := testutil.BuildC(t, src, "-O2", "-g", "-pthread", "-fomit-frame-pointer")
 		truth, p, _ := profileWorkload(t, bin, nil, "-q", "--unwind=false")
-		b, _ := truth.Block("block_here")
+		b := testutil.TruthBlock(t, truth, "block_here")
+		// The sleeps are in the profile: what is missing is the frame.
+		slept := timeWhere(t, p, int64(b.TID), func(s *profile.Sample) bool { return label(s, "syscall") == "clock_nanosleep" })
+		testutil.Near(t, slept, b.Seconds, 0.05, "main thread's clock_nanosleep seconds")
 		if got, stack := offCPU(t, p, int64(b.TID), "block_here"); got > 0 {
 			t.Errorf("frame pointers alone found block_here through libc (%.4fs): %v; the test cannot tell", got, stack)
 		}
@@ -96,6 +100,7 @@ func TestRecordUnwindCXXAndRust(t *testing.T) {
 	t.Run("c++", func(t *testing.T) {
 		bin := testutil.BuildCXX(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/cxxnofp/cxxnofp.cc"), "-O2", "-fomit-frame-pointer")
 		truth, p, _ := profileWorkload(t, bin, nil, "-q")
+		testutil.CheckTruth(t, truth, map[string]int{"blk::Worker::nap": 1, "blk::Worker::wait_for_lock": 1}, nil)
 		for _, b := range truth.Blocks {
 			// The workload times its blocking call only (wait_for_lock also
 			// naps before each lock): count that syscall's samples.
@@ -113,7 +118,7 @@ func TestRecordUnwindCXXAndRust(t *testing.T) {
 			switch b.Func {
 			case "blk::Worker::nap":
 				checkOrder(t, b.Func, stack, "clock_nanosleep", "blk::Worker::nap", "main", "__libc_start_main")
-			default:
+			case "blk::Worker::wait_for_lock":
 				checkOrder(t, b.Func, stack, "pthread_mutex_lock", "blk::Worker::wait_for_lock", "start_thread")
 			}
 		}
@@ -121,7 +126,8 @@ func TestRecordUnwindCXXAndRust(t *testing.T) {
 	t.Run("rust", func(t *testing.T) {
 		bin := testutil.BuildRust(t, filepath.Join(testutil.RepoRoot(t), "testdata/workloads/rustnofp/rustnofp.rs"), "-O", "-C", "force-frame-pointers=no")
 		truth, p, _ := profileWorkload(t, bin, nil, "-q")
-		b := truth.Blocks[0]
+		testutil.CheckTruth(t, truth, map[string]int{"rustnofp::block_here": 1}, nil)
+		b := testutil.TruthBlock(t, truth, "rustnofp::block_here")
 		got, stack := offCPU(t, p, int64(b.TID), b.Func)
 		t.Logf("%s: profile %.4fs, workload %.4fs; stack %v", b.Func, got, b.Seconds, stack)
 		testutil.Near(t, got, b.Seconds, 0.05, b.Func+" off-CPU seconds")
@@ -198,7 +204,7 @@ func TestRecordUnwindDebianPython(t *testing.T) {
 	testutil.RequirePython(t, py)
 	script := pyWorkload(t, "sleep.py")
 	truth, p, _ := profileWorkload(t, py.Path, []string{script, "5"}, "-q", "--no-python")
-	b, _ := truth.Block("blocker")
+	b := testutil.TruthBlock(t, truth, "blocker")
 	got, stack := offCPU(t, p, int64(b.TID), "_PyEval_EvalFrameDefault")
 	t.Logf("stack: %v", stack)
 	testutil.Near(t, got, b.Seconds, 0.05, "interpreter thread off-CPU seconds")

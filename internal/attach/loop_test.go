@@ -63,7 +63,10 @@ func TestLoopStallsAsyncio(t *testing.T) {
 	if !out.Scan() {
 		t.Fatal("workload printed no thread id")
 	}
-	loopTID, _ := strconv.Atoi(strings.TrimSpace(out.Text()))
+	loopTID, err := strconv.Atoi(strings.TrimSpace(out.Text()))
+	if err != nil || loopTID <= 0 {
+		t.Fatalf("workload printed %q, want its loop thread's id", out.Text())
+	}
 
 	const stall = 20 * time.Millisecond
 	s, err := Open(Options{PIDs: []int{cmd.Process.Pid}, Loop: &LoopOptions{Stall: stall, Auto: true, SampleHz: 1000}})
@@ -155,8 +158,8 @@ func TestLoopStallsAsyncio(t *testing.T) {
 			sleeps[r.LoopSeq] += r.Blocked + r.RunQueue
 		}
 	}
-	for seq, d := range sleeps {
-		if d < 29*time.Millisecond || d > 35*time.Millisecond {
+	for seq := range stallSeq {
+		if d := sleeps[seq]; d < 29*time.Millisecond || d > 35*time.Millisecond {
 			t.Errorf("stall (iteration %d): blocked %v, want the 30 ms sleep", seq, d)
 		}
 	}

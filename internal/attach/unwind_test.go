@@ -4,7 +4,6 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"os/exec"
 	"reflect"
 	"strings"
 	"testing"
@@ -252,16 +251,14 @@ func TestUnwinderKernelFallback(t *testing.T) {
 	}
 }
 
-// TestUnwinderKernelPython: python3.11 (no frame pointers) blocked in
-// time.sleep, through the interpreter loop down to _start. (Its main
-// tail-calls Py_BytesMain, so main itself is not on the stack.)
+// TestUnwinderKernelPython: Debian's python3.11 (no frame pointers)
+// blocked in time.sleep, through the interpreter loop down to _start. (Its
+// main tail-calls Py_BytesMain, so main itself is not on the stack.)
 func TestUnwinderKernelPython(t *testing.T) {
 	testutil.RequireRoot(t)
-	py, err := exec.LookPath("python3.11")
-	if err != nil {
-		t.Skip("no python3.11")
-	}
-	w := testutil.Start(t, py, "-c", "import time\nprint('ready', flush=True)\nwhile True: time.sleep(0.002)")
+	py := testutil.Pythons()[0]
+	testutil.RequirePython(t, py)
+	w := testutil.Start(t, py.Path, "-c", "import time\nprint('ready', flush=True)\nwhile True: time.sleep(0.002)")
 	w.Ready(t)
 	_, names, _ := unwindBoth(t, w.PID(), false)
 	if want := []string{"Py_RunMain", "Py_BytesMain"}; !contains(names, want) {

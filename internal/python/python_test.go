@@ -140,12 +140,9 @@ func TestDetectNotPython(t *testing.T) {
 }
 
 func TestDetectUnsupported(t *testing.T) {
-	home, _ := os.UserHomeDir()
-	py := filepath.Join(home, ".pyenv/versions/3.10.13/bin/python3.10")
-	if _, err := os.Stat(py); err != nil {
-		t.Skipf("%s not installed", py)
-	}
-	cmd := exec.Command(py, "-c", "import time; print('ready', flush=True); time.sleep(10)")
+	py := testutil.PyenvPython("3.10")
+	testutil.RequirePython(t, py)
+	cmd := exec.Command(py.Path, "-c", "import time; print('ready', flush=True); time.sleep(10)")
 	stdout, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -28,8 +29,11 @@ func TestNear(t *testing.T) {
 		{1.06, 1, 0.05, false},
 		{0.94, 1, 0.05, false},
 		{0, 1, 0.5, false},
-		{0, 0, 0.05, true},
+		{0, 0, 0.05, false}, // nothing measured, nothing seen: not a match
 		{1e-9, 0, 0.05, false},
+		{-1, -1, 0.05, false},
+		{math.NaN(), 1, 0.05, false},
+		{1, math.NaN(), 0.05, false},
 	} {
 		r := &recorder{}
 		Near(r, tc.got, tc.want, tc.tol, "x")
@@ -61,13 +65,13 @@ func TestReadTruth(t *testing.T) {
 		}
 		return p
 	}
-	tr, err := ReadTruth(write(`{"pid":7,"blocks":[{"func":"f","syscall":"read","tid":8,"count":2,"seconds":0.5},{"func":"g","pid":9,"tid":9}],"cpu":[{"func":"spin","tid":8,"seconds":1,"wall":2}]}`))
+	tr, err := ReadTruth(write(`{"pid":7,"blocks":[{"func":"f","syscall":"read","tid":8,"count":2,"seconds":0.5},{"func":"g","pid":9,"tid":9}],"cpu":[{"func":"spin","tid":8,"seconds":1,"wall":2,"count":4}],"ticks":3}`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Truth{PID: 7,
 		Blocks: []Block{{Func: "f", Syscall: "read", PID: 7, TID: 8, Count: 2, Seconds: 0.5}, {Func: "g", PID: 9, TID: 9}},
-		CPU:    []CPU{{Func: "spin", PID: 7, TID: 8, Seconds: 1, Wall: 2}}}
+		CPU:    []CPU{{Func: "spin", PID: 7, TID: 8, Seconds: 1, Wall: 2, Count: 4}}, Ticks: 3}
 	if !reflect.DeepEqual(tr, want) {
 		t.Errorf("got %+v\nwant %+v", tr, want)
 	}

@@ -210,16 +210,16 @@ func buildCacheDir() (string, error) {
 }
 
 // Near fails the test unless got is within tol (relative, 0.05 = 5 %) of
-// want, and logs both values and the error either way.
+// want, and logs both values and the error either way. want is a time or
+// count a workload measured: it must be positive, or a missing truth
+// (zero) would pass against a missing profile entry (zero).
 func Near(t testing.TB, got, want, tol float64, what string) bool {
 	t.Helper()
-	var rel float64
-	switch {
-	case want != 0:
-		rel = math.Abs(got-want) / math.Abs(want)
-	case got != 0:
-		rel = math.Inf(1)
+	if !(want > 0) || math.IsInf(want, 0) {
+		t.Errorf("%s: got %.6g, want %.6g: nothing measured to compare with", what, got, want)
+		return false
 	}
+	rel := math.Abs(got-want) / want
 	if rel > tol || math.IsNaN(got) {
 		t.Errorf("%s: got %.6g, want %.6g: error %.2f%% > %.2f%%", what, got, want, 100*rel, 100*tol)
 		return false

@@ -222,3 +222,38 @@ func mustRate(t *testing.T, stdout string) float64 {
 	}
 	return rate
 }
+
+func TestCloopTruth(t *testing.T) {
+	bin := BuildC(t, "cloop/cloop.c", "-O1", "-Werror")
+	const n = 4
+	tr, tids, _ := runWorkload(t, bin, []string{"loop", "feeder"}, strconv.Itoa(n))
+	req, idle, feed := mustBlock(t, tr, "handle_request"), mustBlock(t, tr, "run_loop"), mustBlock(t, tr, "feed")
+	if len(tr.Blocks) != 3 || len(tr.CPU) != 1 || tr.CPU[0].Func != "handle_spin" {
+		t.Fatalf("want handle_request, run_loop, feed and handle_spin: %+v", tr)
+	}
+	spin := tr.CPU[0]
+	if req.TID != tids["loop"] || idle.TID != tids["loop"] || spin.TID != tids["loop"] || feed.TID != tids["feeder"] {
+		t.Errorf("tids: %+v, ready %v", tr, tids)
+	}
+	if req.Count != n || spin.Count != n/2 || feed.Count != n+1 || idle.Kind != "idle" || idle.Count < n+1 {
+		t.Errorf("counts: handle_request %d (want %d), handle_spin %d (want %d), feed %d (want %d), run_loop %d (want ≥ %d, idle)",
+			req.Count, n, spin.Count, n/2, feed.Count, n+1, idle.Count, n+1)
+	}
+	within(t, req.Seconds, n*0.030, n*0.030*1.25, "handle_request seconds")
+	within(t, spin.Seconds, n/2*0.020, n/2*0.020*1.25, "handle_spin CPU seconds")
+	within(t, feed.Seconds, (n+1)*0.060, (n+1)*0.060*1.25, "feed seconds")
+}
+
+func TestEpollidleTruth(t *testing.T) {
+	bin := BuildC(t, "epollidle/epollidle.c", "-O2", "-Werror")
+	tr, tids, _ := runWorkload(t, bin, []string{"loop", "worker"}, "-n", "10")
+	loop, worker := mustBlock(t, tr, "loop_wait"), mustBlock(t, tr, "worker_sleep")
+	if len(tr.Blocks) != 2 || len(tr.CPU) != 0 {
+		t.Fatalf("want loop_wait and worker_sleep only: %+v", tr)
+	}
+	if loop.TID != tids["loop"] || worker.TID != tids["worker"] || loop.Count != 10 || worker.Count != 5 {
+		t.Errorf("entries %+v %+v, ready %v", loop, worker, tids)
+	}
+	within(t, loop.Seconds, 10*0.020, 10*0.020*1.25, "loop_wait seconds")
+	within(t, worker.Seconds, 5*0.020, 5*0.020*1.25, "worker_sleep seconds")
+}

@@ -17,7 +17,7 @@
  * Before "go" the loop already waits in epoll_wait, for stdin as well (so
  * it is idle there, not in a read of stdin); the feeder is parked on its
  * gate pipe. The truth: handle_request's blocked seconds around usleep
- * (count N: one stall per request), handle_spin's thread CPU and wall
+ * and its calls (N: one stall per request), handle_spin's thread CPU and wall
  * time (count N/2; those stalls are 30 ms sleep + 20 ms spin), the loop's
  * idle epoll_wait calls and time past "go" (kind "idle"; N+1 waits) and
  * the feeder's sleeps (N+1).
@@ -38,13 +38,14 @@ static atomic_int feeder_tid, feeder_done;
 static double feeder_secs;
 
 static double sleep_secs, spin_cpu, spin_wall, idle_secs;
-static int n_spin, n_idle;
+static int n_sleep, n_spin, n_idle;
 
 __attribute__((noinline)) static void handle_request(void)
 {
 	double t0 = wl_mono();
 	usleep(30000); /* BLOCK handle_request */
 	sleep_secs += wl_mono() - t0;
+	n_sleep++;
 }
 
 __attribute__((noinline)) static void handle_spin(void)
@@ -181,7 +182,7 @@ int main(int argc, char **argv)
 		"],\"cpu\":["
 		"{\"func\":\"handle_spin\",\"tid\":%d,\"seconds\":%.6f,\"wall\":%.6f,\"count\":%d}"
 		"]}\n",
-		(int)getpid(), loop_tid, n_req, sleep_secs, loop_tid, n_idle, idle_secs,
+		(int)getpid(), loop_tid, n_sleep, sleep_secs, loop_tid, n_idle, idle_secs,
 		atomic_load(&feeder_tid), n_req + 1, feeder_secs, loop_tid, spin_cpu, spin_wall, n_spin);
 	wl_truth_close(f);
 	exit(0);

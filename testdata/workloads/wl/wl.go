@@ -15,6 +15,9 @@ type Truth struct {
 	PID    int     `json:"pid"`
 	Blocks []Block `json:"blocks"`
 	CPU    []CPU   `json:"cpu"`
+	// Ticks is how often an idle event loop's timer ran in the measured
+	// phase (loop_app.py idle): each tick is at least one loop iteration.
+	Ticks int `json:"ticks,omitempty"`
 }
 
 // Block is the summed blocked time of one function on one thread.
@@ -42,6 +45,9 @@ type CPU struct {
 	TID     int     `json:"tid"`
 	Seconds float64 `json:"seconds"`
 	Wall    float64 `json:"wall"`
+	// Count is how many times the function ran, when the workload counts
+	// (an event loop's handler: one stall each).
+	Count int `json:"count,omitempty"`
 }
 
 // Block returns the entry for fn; ok is false if there is none.
