@@ -33,8 +33,9 @@
 //           wait of execSync's loop on its own epoll fd), tid = loop, count
 //           N, seconds;
 //   cpu:    busyLoop, tid = loop, count N, wall = its wall time, seconds =
-//           process CPU time (process.cpuUsage(): user + system of the
-//           whole process; Node 20 has no per-thread CPU clock);
+//           the loop thread's own CPU time (the scheduler's sum_exec_runtime
+//           from /proc/thread-self/schedstat: Node 20 has no per-thread CPU
+//           clock, and process.cpuUsage() also counts V8's helper threads);
 //   stalls: {"tick": N}: the loop iterations the handler stalled;
 //   fifo_bytes: bytes readFifo got in all (N, unless a read missed EOF).
 'use strict';
@@ -63,8 +64,13 @@ function runSleep() {
 
 const st = {
   fifo: '', n: 0, ticks: 0, timer: null, feeder: null,
-  fifoNs: 0n, fifoBytes: 0, sleepNs: 0n, busyNs: 0n, busyCpuUs: 0,
+  fifoNs: 0n, fifoBytes: 0, sleepNs: 0n, busyNs: 0n, busyCpuNs: 0n,
 };
+
+// The calling thread's CPU time in ns so far (sum_exec_runtime).
+function threadCPUNs() {
+  return BigInt(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]);
+}
 
 function tick() {
   let t0 = process.hrtime.bigint();
@@ -72,12 +78,11 @@ function tick() {
   st.fifoNs += process.hrtime.bigint() - t0;
   st.fifoBytes += data.length; // 1 a read, unless the reader was late for EOF
 
-  const u0 = process.cpuUsage();
+  const c0 = threadCPUNs();
   t0 = process.hrtime.bigint();
   busyLoop(BUSY_MS);
   st.busyNs += process.hrtime.bigint() - t0;
-  const u = process.cpuUsage(u0);
-  st.busyCpuUs += u.user + u.system;
+  st.busyCpuNs += threadCPUNs() - c0;
 
   t0 = process.hrtime.bigint();
   runSleep();
@@ -99,7 +104,7 @@ function finish() {
       {func: 'runSleep', syscall: 'epoll_pwait', tid, count: st.n, seconds: sec(st.sleepNs)},
     ],
     cpu: [
-      {func: 'busyLoop', tid, seconds: st.busyCpuUs / 1e6, wall: sec(st.busyNs), count: st.n},
+      {func: 'busyLoop', tid, seconds: sec(st.busyCpuNs), wall: sec(st.busyNs), count: st.n},
     ],
     stalls: {tick: st.n},
     fifo_bytes: st.fifoBytes,
