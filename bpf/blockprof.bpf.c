@@ -134,6 +134,11 @@ struct task_state {
 	u64 iter_start; /* return of the last loop wait */
 	u64 iter_off;   /* off-CPU ns closed inside the current iteration */
 	u64 loop_file;  /* an epoll loop wait's struct file, see loop_wait_enter */
+	/* Waits in progress (see the task iterators): CUT_BEFORE when the
+	 * open interval began before the window, and when its wait began. */
+	u32 cut;
+	u32 cut_pad;
+	u64 since;
 };
 
 struct {
@@ -211,10 +216,11 @@ struct {
 	__type(value, struct fd_target);
 } fd_targets SEC(".maps");
 
-/* Scratch for building an fd_target (too big for the BPF stack). */
+/* Scratch for building an fd_target (too big for the BPF stack). Two
+ * slots: see scratch_slot(). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, u32);
 	__type(value, struct fd_target);
 } fd_scratch SEC(".maps");
@@ -229,7 +235,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2); /* see scratch_slot() */
 	__type(key, u32);
 	__type(value, struct path_arg);
 } path_scratch SEC(".maps");
@@ -400,7 +406,8 @@ static __always_inline bool agg_add(struct agg_key *key, u64 count, u64 blocked,
 
 /* Close thread t's open interval at now (it is running again) and add it
  * to the active map. */
-static __always_inline void close_interval(struct task_struct *t, struct task_state *st, u64 now)
+static __always_inline void close_interval(struct task_struct *t, struct task_state *st, u64 now,
+					   u32 cut)
 {
 	u64 out = st->ts_out, wake = st->ts_wake;
 	st->ts_out = 0;
@@ -452,6 +459,8 @@ static __always_inline void close_interval(struct task_struct *t, struct task_st
 	key.pystack = st->pystack;
 	key.uhash = st->uhash;
 	key.loop_seq = st->out_seq;
+	key.cut = st->cut | cut;
+	st->cut = 0;
 	/* Off-CPU time inside a loop iteration: the rest of it ran on CPU. */
 	if (st->out_seq && st->out_seq == st->loop_seq)
 		st->iter_off += blocked + runq;
@@ -470,7 +479,7 @@ static __always_inline void switch_in(struct task_struct *next)
 	struct task_state *st = bpf_task_storage_get(&tstate, next, 0, 0);
 	if (!st || !st->ts_out)
 		return;
-	close_interval(next, st, bpf_ktime_get_ns());
+	close_interval(next, st, bpf_ktime_get_ns(), 0);
 }
 
 static __always_inline void name_thread(struct task_struct *t, struct task_state *st)
@@ -545,7 +554,8 @@ static __always_inline struct file *fd_file(struct task_struct *t, s32 fd)
 
 /* Describe what file `fd` of task t is, once per (file, inode): path parts
  * up to the root (crossing mounts), or a socket's addresses. */
-static __always_inline bool resolve_fd(struct task_struct *t, s32 fd, struct fd_key *key)
+static __always_inline bool resolve_fd(struct task_struct *t, s32 fd, struct fd_key *key,
+				       struct task_struct *remote)
 {
 	struct file *f = fd_file(t, fd);
 	if (!f)
@@ -556,8 +566,8 @@ static __always_inline bool resolve_fd(struct task_struct *t, s32 fd, struct fd_
 	if (bpf_map_lookup_elem(&fd_targets, key))
 		return true; /* known already: the common case costs one lookup */
 
-	u32 zero = 0;
-	struct fd_target *d = bpf_map_lookup_elem(&fd_scratch, &zero);
+	u32 slot = scratch_slot(remote);
+	struct fd_target *d = bpf_map_lookup_elem(&fd_scratch, &slot);
 	if (!d)
 		return false;
 	__builtin_memset(d, 0, sizeof(*d));
@@ -650,10 +660,10 @@ static __always_inline int path_arg_index(s64 nr)
 }
 
 /* A user timespec as nanoseconds; false if unreadable. */
-static __always_inline bool read_timespec(u64 uaddr, s64 *ns)
+static __always_inline bool read_timespec(u64 uaddr, s64 *ns, struct task_struct *remote)
 {
 	struct { s64 sec, nsec; } ts;
-	if (bpf_probe_read_user(&ts, sizeof(ts), (void *)uaddr))
+	if (read_user(&ts, sizeof(ts), (void *)uaddr, remote))
 		return false;
 	*ns = ts.sec * 1000000000LL + ts.nsec;
 	return true;
@@ -668,25 +678,51 @@ static __always_inline u64 round_ms(u64 ns)
 	return (ns + 500000) / 1000000 * 1000000;
 }
 
-static __always_inline bool path_target(u64 uaddr, struct task_state *st)
+static __always_inline bool path_target(u64 uaddr, struct task_state *st, struct task_struct *remote)
 {
-	u32 zero = 0;
-	struct path_arg *pa = bpf_map_lookup_elem(&path_scratch, &zero);
+	u32 slot = scratch_slot(remote);
+	struct path_arg *pa = bpf_map_lookup_elem(&path_scratch, &slot);
 	if (!pa)
 		return false;
 	/* Zero first: the hash covers the whole buffer, and the map value
 	 * must be a clean string. */
 	__builtin_memset(pa, 0, sizeof(*pa));
-	long n = bpf_probe_read_user_str(pa->path, sizeof(pa->path), (void *)uaddr);
-	if (n <= 0)
-		return false;
+	if (remote) {
+		/* No string copy from another task: read the whole buffer,
+		 * or up to the end of the string's page when the buffer runs
+		 * past it into an unmapped one. */
+		if (read_user(pa->path, sizeof(pa->path), (void *)uaddr, remote)) {
+			u32 n = 4096 - (uaddr & 4095);
+			if (n >= sizeof(pa->path) || read_user(pa->path, n, (void *)uaddr, remote))
+				return false;
+		}
+		pa->path[PATH_ARG_LEN - 1] = 0;
+	} else {
+		long n = bpf_probe_read_user_str(pa->path, sizeof(pa->path), (void *)uaddr);
+		if (n <= 0)
+			return false;
+	}
 	/* Hash word by word, without a branch per byte: a byte loop with an
 	 * end test made the verifier walk ~250k instructions (200 ms of
 	 * attach time). */
 	u64 *w = (u64 *)pa->path;
 	u64 h = 0xcbf29ce484222325ULL;
-	for (int i = 0; i < PATH_ARG_LEN / 8; i++)
+	bool ended = false;
+	for (int i = 0; i < PATH_ARG_LEN / 8; i++) {
+		if (remote) {
+			/* Clear what follows the string's NUL (it was read
+			 * too): the lowest zero byte of a word is the first
+			 * bit the classic has-zero test sets. */
+			u64 z = (w[i] - 0x0101010101010101ULL) & ~w[i] & 0x8080808080808080ULL;
+			if (ended)
+				w[i] = 0;
+			else if (z) {
+				w[i] &= ((z & -z) >> 7) - 1;
+				ended = true;
+			}
+		}
 		h = (h ^ w[i]) * 0x100000001b3ULL;
+	}
 	st->tkind = TK_PATH;
 	st->ta = h;
 	if (!bpf_map_lookup_elem(&path_args, &h))
@@ -699,7 +735,7 @@ static __always_inline bool path_target(u64 uaddr, struct task_state *st)
  * context, so its user memory is at hand (a page not resident makes the
  * read fail: counted, never guessed). */
 static __always_inline void resolve_target(struct task_struct *t, struct pt_regs *regs, s64 nr,
-					   struct task_state *st)
+					   struct task_state *st, struct task_struct *remote)
 {
 	u64 a0 = BPF_CORE_READ(regs, di), a1 = BPF_CORE_READ(regs, si);
 	u64 a2 = BPF_CORE_READ(regs, dx), a3 = BPF_CORE_READ(regs, r10);
@@ -708,7 +744,7 @@ static __always_inline void resolve_target(struct task_struct *t, struct pt_regs
 	if (fd_syscall(nr)) {
 		struct fd_key fk = {};
 		st->fd = (s32)a0;
-		if (resolve_fd(t, (s32)a0, &fk)) {
+		if (resolve_fd(t, (s32)a0, &fk, remote)) {
 			st->tkind = TK_FD;
 			st->ta = fk.file;
 			st->tb = fk.ino;
@@ -724,7 +760,7 @@ static __always_inline void resolve_target(struct task_struct *t, struct pt_regs
 	int pi = path_arg_index(nr);
 	if (pi) {
 		u64 uaddr = pi == 1 ? a0 : pi == 2 ? a1 : a2;
-		if (!path_target(uaddr, st))
+		if (!path_target(uaddr, st, remote))
 			goto unreadable;
 		return;
 	}
@@ -738,13 +774,13 @@ static __always_inline void resolve_target(struct task_struct *t, struct pt_regs
 		st->tb = (a1 & 0x7f) | (a3 ? FUTEX_TIMED : 0);
 		return;
 	case 35: /* nanosleep(req, rem) */
-		if (!read_timespec(a0, &ns))
+		if (!read_timespec(a0, &ns, remote))
 			goto unreadable;
 		st->tkind = TK_SLEEP;
 		st->ta = ns;
 		return;
 	case 230: /* clock_nanosleep(clock, flags, req, rem) */
-		if (!read_timespec(a2, &ns))
+		if (!read_timespec(a2, &ns, remote))
 			goto unreadable;
 		st->tkind = TK_SLEEP;
 		if (!(a1 & 1 /* TIMER_ABSTIME */)) {
@@ -777,7 +813,7 @@ static __always_inline void resolve_target(struct task_struct *t, struct pt_regs
 			st->fd = (s32)a0;
 		st->tb = (u64)-1;
 		if (tsp) {
-			if (!read_timespec(tsp, &ns))
+			if (!read_timespec(tsp, &ns, remote))
 				goto unreadable;
 			u64 uns = ns < 0 ? 0 : ns;
 			if (nr == 23) /* a timeval: microseconds in the second word */
@@ -829,9 +865,9 @@ static long unw_hash_step(u64 i, struct unw_hash *hs)
 
 /* Walk t's user stack with the unwind tables and keep it in unw_stacks
  * under a hash of its frames; returns the hash (0: no stack). */
-static __always_inline u64 unwound_stack(struct task_struct *t)
+static __always_inline u64 unwound_stack(struct task_struct *t, struct task_struct *remote)
 {
-	struct unw_stack *s = unw_user_stack(t);
+	struct unw_stack *s = unw_user_stack(t, remote);
 	if (!s || s->n == 0) {
 		drop(DROP_USTACK_ERROR, 1);
 		return 0;
@@ -873,7 +909,7 @@ static __always_inline void user_stack(void *ctx, struct task_struct *t, s32 *us
 		*ustack = -3; /* ESRCH: exiting thread, its user memory is gone: nothing lost */
 	else if (cfg_unwind) {
 		*ustack = -1;
-		*uhash = unwound_stack(t);
+		*uhash = unwound_stack(t, NULL);
 	} else
 		*ustack = stack_id(ctx, &ustacks, BPF_F_USER_STACK, DROP_USTACK_COLLISION,
 				   DROP_USTACK_ERROR);
@@ -941,13 +977,14 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 		u64 now = bpf_ktime_get_ns();
 		u64 ran = prev->se.sum_exec_runtime - st->exec_out;
 		if (now > st->ts_out + ran) {
-			close_interval(prev, st, now - ran);
+			close_interval(prev, st, now - ran, 0);
 			drop(DROP_SWITCHIN_MISSED, 1);
 		} else {
 			drop(DROP_UNCLOSED, 1);
 		}
 	}
 	st->kind = kind;
+	st->cut = 0;
 	st->state = prev_state;
 	st->sysnr = nr;
 	st->fd = -1;
@@ -957,11 +994,11 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 	st->bytes = 0;
 	st->waker_kind = WAKER_NONE;
 	if (cfg_targets && nr >= 0)
-		resolve_target(prev, regs, nr, st);
+		resolve_target(prev, regs, nr, st, NULL);
 	st->ts_wake = 0;
 	user_stack(ctx, prev, &st->ustack, &st->uhash);
 	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, st, prev_state, nr, BPF_CORE_READ(regs, di)) : -1;
-	st->pystack = py_stack_id(prev);
+	st->pystack = py_stack_id(prev, NULL);
 	st->exec_out = prev->se.sum_exec_runtime;
 	st->out_seq = st->loop_seq;
 	/* Last, so the interval starts as close to the switch as possible. */
@@ -1408,8 +1445,176 @@ int bprof_loop_sample(struct perf_sample_ctx *ctx)
 	key.kstack = -1;
 	if (cfg_kernel_stacks && !(ctx->regs[PERF_REGS_CS] & 3))
 		key.kstack = stack_id(ctx, &kstacks, 0, DROP_KSTACK_COLLISION, DROP_KSTACK_ERROR);
-	key.pystack = py_stack_id(t);
+	key.pystack = py_stack_id(t, NULL);
 	key.loop_seq = st->loop_seq;
 	agg_add(&key, 1, ctx->sample_period, 0, 0);
+	return 0;
+}
+
+/*
+ * Waits in progress.
+ *
+ * A thread that blocked before the programs were attached has no interval
+ * open: its switch-in would find nothing to close, and a thread stuck for
+ * good would never show. bprof_inflight_start runs once, right after
+ * attach, over every task: a target thread off the CPU gets the interval
+ * bprof_switch would have opened, from the window's start, with the same
+ * stacks, syscall and target taken from its saved registers and, since
+ * its user memory is another task's, with bpf_copy_from_user_task (a
+ * sleepable iterator, kernel >= 5.18). bprof_inflight_stop runs after
+ * detach: every interval still open is closed at the window's end.
+ * Both mark what they cut (CUT_*) and note, per thread, since when it
+ * has waited.
+ */
+
+/* The window's start (for _start) or end (for _stop), CLOCK_MONOTONIC,
+ * set by user space before it runs the iterator. */
+volatile u64 inflight_at = 0;
+
+/* tid -> a thread found off-CPU, and since when (see struct inflight_wait). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u32);
+	__type(value, struct inflight_wait);
+} inflight SEC(".maps");
+
+/* Kernel stacks taken by the start iterator (a stack-trace map takes only
+ * the current task's): id (INFLIGHT_KSTACK | n) -> frames, 0-terminated. */
+#define INFLIGHT_KSTACK 0x40000000
+#define KSTACK_DEPTH 127
+struct kstack_frames {
+	u64 pcs[KSTACK_DEPTH + 1];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u32);
+	__type(value, struct kstack_frames);
+} inflight_kstacks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct kstack_frames);
+} kstack_scratch SEC(".maps");
+
+u32 inflight_kstack_next = 0;
+
+/* Iterator context (include/linux/bpf.h: struct bpf_iter__task). */
+struct bpf_iter_meta;
+struct bpf_iter__task {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+} __attribute__((preserve_access_index));
+
+/* The rq clock now: the iterating thread's exec_start, which user space
+ * brought up to date (reading its own schedstat) just before. */
+static __always_inline u64 rq_now(void)
+{
+	return bpf_get_current_task_btf()->se.exec_start;
+}
+
+/* t is a target thread off the CPU, not this one. */
+static __always_inline bool off_cpu_target(struct task_struct *t)
+{
+	if (!t || t->__state == 0 /* TASK_RUNNING: on a CPU or queued for one */ || t->on_cpu)
+		return false;
+	if (t->flags & PF_KTHREAD)
+		return false;
+	return is_target(t);
+}
+
+SEC("iter.s/task")
+int bprof_inflight_start(struct bpf_iter__task *ctx)
+{
+	struct task_struct *t = ctx->task;
+	if (!off_cpu_target(t))
+		return 0;
+	struct task_state *st = bpf_task_storage_get(&tstate, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!st) {
+		drop(DROP_STORAGE, 1);
+		return 0;
+	}
+	if (st->ts_out)
+		return 0; /* switched out after attach: its interval is open already */
+	if (!st->named) {
+		name_thread(t, st);
+		st->last_kstack = -1;
+	}
+	u32 state = t->__state;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
+	s64 nr = BPF_CORE_READ(regs, orig_ax);
+	if ((s64)BPF_CORE_READ(regs, ax) != -38 /* -ENOSYS: in a syscall */)
+		nr = -1;
+	if (cfg_filter_syscalls && !syscall_allowed(nr))
+		return 0;
+
+	st->kind = KIND_BLOCKED;
+	st->state = state;
+	st->sysnr = nr;
+	st->fd = -1;
+	st->tkind = TK_NONE;
+	st->ta = 0;
+	st->tb = 0;
+	st->bytes = 0;
+	st->waker_kind = WAKER_NONE;
+	st->ts_wake = 0;
+	if (cfg_targets && nr >= 0)
+		resolve_target(t, regs, nr, st, t);
+	st->ustack = -1;
+	st->uhash = 0;
+	if (cfg_user_stacks && cfg_unwind && t->mm)
+		st->uhash = unwound_stack(t, t);
+	st->kstack = -1;
+	if (cfg_kernel_stacks) {
+		u32 zero = 0;
+		struct kstack_frames *ks = bpf_map_lookup_elem(&kstack_scratch, &zero);
+		if (ks) {
+			__builtin_memset(ks, 0, sizeof(*ks));
+			long n = bpf_get_task_stack(t, ks->pcs, KSTACK_DEPTH * 8, 0);
+			u32 id = INFLIGHT_KSTACK | (__sync_fetch_and_add(&inflight_kstack_next, 1) & 0xffffff);
+			if (n > 0 && !bpf_map_update_elem(&inflight_kstacks, &id, ks, BPF_ANY))
+				st->kstack = id;
+			else
+				drop(DROP_KSTACK_ERROR, 1);
+		}
+	}
+	st->pystack = py_stack_id(t, t);
+	st->exec_out = t->se.sum_exec_runtime;
+	st->out_seq = 0;
+	/* How long it had waited: its exec_start is when it left the CPU. */
+	u64 now = bpf_ktime_get_ns(), rq = rq_now(), left = t->se.exec_start;
+	st->since = left && rq > left && rq - left < now ? now - (rq - left) : 0;
+	st->cut = CUT_BEFORE;
+	st->ts_out = inflight_at ? inflight_at : now;
+	return 0;
+}
+
+SEC("iter/task")
+int bprof_inflight_stop(struct bpf_iter__task *ctx)
+{
+	struct task_struct *t = ctx->task;
+	if (!t || !is_target(t))
+		return 0;
+	struct task_state *st = bpf_task_storage_get(&tstate, t, 0, 0);
+	if (!st || !st->ts_out)
+		return 0;
+	u64 at = inflight_at ? inflight_at : bpf_ktime_get_ns();
+	struct inflight_wait in = {
+		.since = st->cut & CUT_BEFORE ? st->since : st->ts_out,
+		.tgid = t->tgid,
+		.state = st->state,
+	};
+	if (st->ts_out >= at)
+		return 0;
+	u32 tid = t->pid;
+	bpf_map_update_elem(&inflight, &tid, &in, BPF_ANY);
+	close_interval(t, st, at, CUT_AFTER);
+	/* A next window goes on from here (continuous recording). */
+	st->ts_out = at;
+	st->cut = CUT_BEFORE;
+	st->since = in.since;
 	return 0;
 }

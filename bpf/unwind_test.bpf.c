@@ -35,7 +35,7 @@ int BPF_PROG(bprof_unwtest, bool preempt, struct task_struct *prev, struct task_
 	if (prev->tgid != cfg_unw_tgid || preempt || prev_state == 0)
 		return 0;
 	u64 t0 = bpf_ktime_get_ns();
-	struct unw_stack *s = unw_user_stack(prev);
+	struct unw_stack *s = unw_user_stack(prev, NULL);
 	if (!s)
 		return 0;
 	__sync_fetch_and_add(&unw_walk_ns, bpf_ktime_get_ns() - t0);

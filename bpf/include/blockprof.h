@@ -107,7 +107,19 @@ struct agg_key {
 	/* Loop mode: the loop iteration the interval (or sample) fell in, 0
 	 * for none. User space keeps it only if that iteration stalled. */
 	u32 loop_seq;
-	u32 pad;
+	/* CUT_* bits: the interval was cut by the window (it began before
+	 * it, or was still going at its end). */
+	u32 cut;
+};
+
+#define CUT_BEFORE 1 /* began before the window: measured from its start */
+#define CUT_AFTER 2  /* still going at the window's end: closed there */
+
+/* A thread found off-CPU by a task iterator (see "Waits in progress"). */
+struct inflight_wait {
+	u64 since;   /* when its wait began, CLOCK_MONOTONIC (from the scheduler; 0 if unknown) */
+	u32 tgid;
+	u32 state;   /* __state: TASK_INTERRUPTIBLE 1, TASK_UNINTERRUPTIBLE 2, ... */
 };
 
 #define PATH_PARTS 8

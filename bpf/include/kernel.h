@@ -1,4 +1,5 @@
-/* Minimal kernel types for CO-RE. Only the fields blockprof reads are
+/* Minimal kernel types for CO-RE, and the two helpers every program file
+ * shares for user memory. Only the fields blockprof reads are
  * declared; preserve_access_index lets libbpf/cilium relocate each access
  * against the running kernel's BTF, so no vmlinux.h from a build machine is
  * needed and the object loads on any kernel with BTF. */
@@ -109,9 +110,14 @@ struct socket {
 
 struct sched_entity {
 	u64 sum_exec_runtime; /* ns on CPU, updated before sched_switch fires */
+	/* rq clock when the task last started running or was last accounted:
+	 * for a sleeping task, when it left the CPU (update_curr at dequeue). */
+	u64 exec_start;
 } __attribute__((preserve_access_index));
 
 struct task_struct {
+	unsigned int __state; /* TASK_RUNNING 0, TASK_INTERRUPTIBLE 1, ... */
+	int on_cpu;           /* running on a CPU right now (or switching) */
 	void *stack;
 	struct sched_entity se;
 	unsigned int flags;
@@ -136,3 +142,23 @@ struct pt_regs {
 } __attribute__((preserve_access_index));
 
 #define USER_CS_64 0x33 /* arch/x86/include/asm/segment.h __USER_CS: a 64-bit task's syscall */
+
+/* Reads user memory: the current task's (remote NULL: a program running in
+ * the task's own context), or another task's (remote: a sleepable task
+ * iterator, where user pages may be faulted in). With remote a constant
+ * NULL the compiler drops the other branch, so programs that may not
+ * sleep never call the sleepable helper. */
+static __always_inline long read_user(void *dst, u32 size, const void *src, struct task_struct *remote)
+{
+	if (remote)
+		return bpf_copy_from_user_task(dst, size, (void *)src, remote, 0);
+	return bpf_probe_read_user(dst, size, src);
+}
+
+/* The per-CPU scratch slot to build in: programs in a task's own context
+ * use slot 0; the sleepable iterator (remote) slot 1, since it can be
+ * preempted, and a switch program then run on its CPU, in mid-use. */
+static __always_inline u32 scratch_slot(struct task_struct *remote)
+{
+	return remote ? 1 : 0;
+}

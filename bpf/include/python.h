@@ -89,10 +89,11 @@ struct py_scratch {
 	u8 frame[PY_FRAME_READ];
 };
 
-/* Building a stack: too big for the BPF stack. */
+/* Building a stack: too big for the BPF stack. Two slots: see
+ * scratch_slot(). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, u32);
 	__type(value, struct py_scratch);
 } py_scratch SEC(".maps");
@@ -115,10 +116,10 @@ struct {
 
 static __always_inline void drop(u32 reason, u64 n);
 
-static __always_inline u64 py_read_u64(u64 addr, bool *failed)
+static __always_inline u64 py_read_u64(u64 addr, bool *failed, struct task_struct *remote)
 {
 	u64 v = 0;
-	if (bpf_probe_read_user(&v, sizeof(v), (void *)addr)) {
+	if (read_user(&v, sizeof(v), (void *)addr, remote)) {
 		*failed = true;
 		return 0;
 	}
@@ -127,7 +128,7 @@ static __always_inline u64 py_read_u64(u64 addr, bool *failed)
 
 /* The PyThreadState whose native_thread_id is t's tid, 0 if none. */
 static __always_inline u64 py_thread_state(struct task_struct *t, struct py_target *pt,
-					   bool *failed)
+					   bool *failed, struct task_struct *remote)
 {
 	u32 tid = t->pid, seen = 0;
 	struct py_thread *pth = bpf_task_storage_get(&py_threads, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -135,7 +136,7 @@ static __always_inline u64 py_thread_state(struct task_struct *t, struct py_targ
 		return 0;
 	if (pth->tstate) {
 		/* Still this thread's? (thread states are freed and reused) */
-		if (!bpf_probe_read_user(&seen, sizeof(seen), (void *)(pth->tstate + pt->native_thread_id)) &&
+		if (!read_user(&seen, sizeof(seen), (void *)(pth->tstate + pt->native_thread_id), remote) &&
 		    seen == tid)
 			return pth->tstate;
 		pth->tstate = 0;
@@ -143,11 +144,11 @@ static __always_inline u64 py_thread_state(struct task_struct *t, struct py_targ
 	/* Before the interpreter starts, _PyRuntime's page may not even be
 	 * faulted in (probe reads cannot fault): no interpreter yet, no loss. */
 	bool early = false;
-	u64 interp = py_read_u64(pt->runtime + pt->interpreters_head, &early);
-	u64 head = interp ? py_read_u64(interp + pt->threads_head, failed) : 0;
+	u64 interp = py_read_u64(pt->runtime + pt->interpreters_head, &early, remote);
+	u64 head = interp ? py_read_u64(interp + pt->threads_head, failed, remote) : 0;
 	u64 ts = head;
 	for (int i = 0; i < PY_MAX_THREADS && ts; i++) {
-		if (bpf_probe_read_user(&seen, sizeof(seen), (void *)(ts + pt->native_thread_id))) {
+		if (read_user(&seen, sizeof(seen), (void *)(ts + pt->native_thread_id), remote)) {
 			*failed = true;
 			break;
 		}
@@ -155,7 +156,7 @@ static __always_inline u64 py_thread_state(struct task_struct *t, struct py_targ
 			pth->tstate = ts;
 			return ts;
 		}
-		ts = py_read_u64(ts + pt->thread_next, failed);
+		ts = py_read_u64(ts + pt->thread_next, failed, remote);
 	}
 	return 0;
 }
@@ -169,33 +170,33 @@ static __always_inline u64 py_mix(u64 h, u64 v)
 
 /* Walks t's Python frames into py_stacks and returns the stack's key, 0
  * when t is not a Python thread or has no Python frames now. */
-static __always_inline u64 py_stack_id(struct task_struct *t)
+static __always_inline u64 py_stack_id(struct task_struct *t, struct task_struct *remote)
 {
 	if (!cfg_python)
 		return 0;
 	/* An exiting thread past exit_mm has no user memory left to read. */
 	if (!t->mm)
 		return 0;
-	u32 tgid = t->tgid, zero = 0;
+	u32 tgid = t->tgid, slot = scratch_slot(remote);
 	struct py_target *pt = bpf_map_lookup_elem(&py_targets, &tgid);
 	if (!pt)
 		return 0;
 	bool failed = false;
-	u64 ts = py_thread_state(t, pt, &failed);
+	u64 ts = py_thread_state(t, pt, &failed, remote);
 	if (!ts) {
 		if (failed)
 			drop(DROP_PY_READ, 1);
 		return 0;
 	}
-	u64 frame = py_read_u64(ts + pt->thread_frame, &failed);
+	u64 frame = py_read_u64(ts + pt->thread_frame, &failed, remote);
 	if (frame && pt->cframe_current >= 0)
-		frame = py_read_u64(frame + (u32)pt->cframe_current, &failed);
+		frame = py_read_u64(frame + (u32)pt->cframe_current, &failed, remote);
 	if (!frame) {
 		if (failed)
 			drop(DROP_PY_READ, 1);
 		return 0;
 	}
-	struct py_scratch *sc = bpf_map_lookup_elem(&py_scratch, &zero);
+	struct py_scratch *sc = bpf_map_lookup_elem(&py_scratch, &slot);
 	if (!sc)
 		return 0;
 	struct py_stack *s = &sc->stack;
@@ -213,7 +214,7 @@ static __always_inline u64 py_stack_id(struct task_struct *t)
 	for (int i = 0; i < PY_MAX_FRAMES; i++) {
 		if (!frame)
 			break;
-		if (bpf_probe_read_user(sc->frame, PY_FRAME_READ, (void *)frame)) {
+		if (read_user(sc->frame, PY_FRAME_READ, (void *)frame, remote)) {
 			drop(DROP_PY_READ, 1);
 			break;
 		}

@@ -115,7 +115,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2); /* see scratch_slot() */
 	__type(key, u32);
 	__type(value, struct unw_stack);
 } unw_scratch SEC(".maps");
@@ -177,14 +177,14 @@ static __always_inline struct unw_row *unw_find_row(struct unw_mapping *m, u32 p
 }
 
 /* One frame by frame pointers: [rbp] = caller's rbp, [rbp+8] = return. */
-static __always_inline int unw_fp_step(u64 *ip, u64 *sp, u64 *bp)
+static __always_inline int unw_fp_step(u64 *ip, u64 *sp, u64 *bp, struct task_struct *remote)
 {
 	u64 frame[2];
 	if (*bp == 0)
 		return UNW_DONE_ZERO;
 	if (*bp < *sp)
 		return UNW_BAD_FRAME;
-	if (bpf_probe_read_user(frame, sizeof(frame), (void *)*bp))
+	if (read_user(frame, sizeof(frame), (void *)*bp, remote))
 		return UNW_READ_FAULT;
 	*sp = *bp + 16;
 	*ip = frame[1];
@@ -197,11 +197,12 @@ struct unw_walk {
 	u64 ip, sp, bp;
 	u32 tgid, nmaps;
 	struct unw_stack *out;
+	struct task_struct *remote; /* see read_user; only unw_step_remote reads it */
 };
 
 /* One frame: record ip, then find the caller's ip, sp and bp. Returns 0 to
  * go on, 1 when the walk is over (out->status says why). */
-static long unw_step(u64 i, struct unw_walk *w)
+static __always_inline long unw_step_in(u64 i, struct unw_walk *w, struct task_struct *remote)
 {
 	struct unw_stack *out = w->out;
 	if (!out)
@@ -221,7 +222,7 @@ static long unw_step(u64 i, struct unw_walk *w)
 		row = unw_find_row(m, (u32)(lookup - m->bias));
 	u8 cfa_kind = row ? (row->kind & 15) : UNW_CFA_NONE;
 	if (cfa_kind == UNW_CFA_NONE) {
-		int st = unw_fp_step(&w->ip, &w->sp, &w->bp);
+		int st = unw_fp_step(&w->ip, &w->sp, &w->bp, remote);
 		if (st >= 0) {
 			out->status = st;
 			return 1;
@@ -251,12 +252,12 @@ static long unw_step(u64 i, struct unw_walk *w)
 		return 1;
 	}
 	u64 ra;
-	if (bpf_probe_read_user(&ra, sizeof(ra), (void *)(cfa - 8))) {
+	if (read_user(&ra, sizeof(ra), (void *)(cfa - 8), remote)) {
 		out->status = UNW_READ_FAULT;
 		return 1;
 	}
 	if (rbp_kind == UNW_RBP_OFFSET &&
-	    bpf_probe_read_user(&w->bp, sizeof(w->bp), (void *)(cfa + (s64)row->rbp_off8 * 8))) {
+	    read_user(&w->bp, sizeof(w->bp), (void *)(cfa + (s64)row->rbp_off8 * 8), remote)) {
 		out->status = UNW_READ_FAULT;
 		return 1;
 	}
@@ -266,16 +267,29 @@ static long unw_step(u64 i, struct unw_walk *w)
 	return 0;
 }
 
+/* The bpf_loop callbacks: in the walked task's own context, and from a
+ * sleepable iterator (another task's memory). Two bodies, so that the
+ * first never names a sleepable helper. */
+static long unw_step(u64 i, struct unw_walk *w)
+{
+	return unw_step_in(i, w, NULL);
+}
+
+static long unw_step_remote(u64 i, struct unw_walk *w)
+{
+	return unw_step_in(i, w, w->remote);
+}
+
 /* Walks task's user stack into the per-CPU scratch slot and returns it
  * (NULL only if the scratch map is missing). The caller copies out what
  * it needs before the next walk on this CPU. One frame per bpf_loop step
  * (kernel >= 5.17): the verifier checks the step once instead of once per
  * frame (64 frames unrolled cost ~200k verified instructions, 200 ms of
  * attach time). */
-static __always_inline struct unw_stack *unw_user_stack(struct task_struct *task)
+static __always_inline struct unw_stack *unw_user_stack(struct task_struct *task, struct task_struct *remote)
 {
-	u32 zero = 0;
-	struct unw_stack *out = bpf_map_lookup_elem(&unw_scratch, &zero);
+	u32 slot = scratch_slot(remote);
+	struct unw_stack *out = bpf_map_lookup_elem(&unw_scratch, &slot);
 	if (!out)
 		return NULL;
 	/* Slots from n on keep older walks: readers use pcs[0..n) only. */
@@ -296,10 +310,14 @@ static __always_inline struct unw_stack *unw_user_stack(struct task_struct *task
 		.bp = BPF_CORE_READ(regs, bp),
 		.tgid = task->tgid,
 		.out = out,
+		.remote = remote,
 	};
 	u32 *nmaps = bpf_map_lookup_elem(&unw_procs, &w.tgid);
 	w.nmaps = nmaps ? *nmaps : 0;
 	out->pending = !nmaps;
-	bpf_loop(UNW_MAX_FRAMES, unw_step, &w, 0);
+	if (remote)
+		bpf_loop(UNW_MAX_FRAMES, unw_step_remote, &w, 0);
+	else
+		bpf_loop(UNW_MAX_FRAMES, unw_step, &w, 0);
 	return out;
 }

@@ -132,6 +132,13 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for _, pid := range pids {
 		r.attachProcess(uint32(pid))
 	}
+	if child == nil {
+		// Threads that were already waiting: with the stacks just
+		// loaded, measured from the window's start.
+		if err := sess.OpenWaitsInProgress(); err != nil {
+			fmt.Fprintf(stderr, "blockprof: warning: %v\n", err)
+		}
+	}
 	if cfg.readyFile != "" {
 		if err := os.WriteFile(cfg.readyFile, nil, 0o644); err != nil {
 			return fail(fmt.Errorf("create ready file: %w", err))

@@ -35,7 +35,7 @@ type blockprofAggKey struct {
 	Pystack     uint64
 	Uhash       uint64
 	LoopSeq     uint32
-	Pad         uint32
+	Cut         uint32
 }
 
 type blockprofAggVal struct {
@@ -99,6 +99,13 @@ type blockprofFdTarget struct {
 	_         [4]byte
 }
 
+type blockprofInflightWait struct {
+	_     structs.HostLayout
+	Since uint64
+	Tgid  uint32
+	State uint32
+}
+
 type blockprofIntervalKind uint32
 
 const (
@@ -107,6 +114,11 @@ const (
 	blockprofIntervalKindKIND_PREEMPTED_SLEEPING blockprofIntervalKind = 2
 	blockprofIntervalKindKIND_ONCPU              blockprofIntervalKind = 3
 )
+
+type blockprofKstackFrames struct {
+	_   structs.HostLayout
+	Pcs [128]uint64
+}
 
 type blockprofLatKey struct {
 	_     structs.HostLayout
@@ -260,6 +272,9 @@ type blockprofTaskState struct {
 	IterStart   uint64
 	IterOff     uint64
 	LoopFile    uint64
+	Cut         uint32
+	CutPad      uint32
+	Since       uint64
 }
 
 type blockprofThreadInfo struct {
@@ -333,6 +348,9 @@ const (
 	blockprofMapDrops               = "drops"
 	blockprofMapFdScratch           = "fd_scratch"
 	blockprofMapFdTargets           = "fd_targets"
+	blockprofMapInflight            = "inflight"
+	blockprofMapInflightKstacks     = "inflight_kstacks"
+	blockprofMapKstackScratch       = "kstack_scratch"
 	blockprofMapKstacks             = "kstacks"
 	blockprofMapLatency             = "latency"
 	blockprofMapLoopHints           = "loop_hints"
@@ -359,6 +377,8 @@ const (
 	blockprofMapWkstacks            = "wkstacks"
 	blockprofProgBprofExec          = "bprof_exec"
 	blockprofProgBprofFork          = "bprof_fork"
+	blockprofProgBprofInflightStart = "bprof_inflight_start"
+	blockprofProgBprofInflightStop  = "bprof_inflight_stop"
 	blockprofProgBprofLoopEnter     = "bprof_loop_enter"
 	blockprofProgBprofLoopExit      = "bprof_loop_exit"
 	blockprofProgBprofLoopSample    = "bprof_loop_sample"
@@ -387,6 +407,8 @@ const (
 	blockprofVarCfgUserStacks       = "cfg_user_stacks"
 	blockprofVarCfgWakerStacks      = "cfg_waker_stacks"
 	blockprofVarCfgWakers           = "cfg_wakers"
+	blockprofVarInflightAt          = "inflight_at"
+	blockprofVarInflightKstackNext  = "inflight_kstack_next"
 	blockprofVarLatZero             = "lat_zero"
 	blockprofVarLoopZero            = "loop_zero"
 	blockprofVarUnusedDropReason    = "unused_drop_reason"
@@ -440,49 +462,54 @@ type blockprofSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockprofProgramSpecs struct {
-	BprofExec       *ebpf.ProgramSpec `ebpf:"bprof_exec"`
-	BprofFork       *ebpf.ProgramSpec `ebpf:"bprof_fork"`
-	BprofLoopEnter  *ebpf.ProgramSpec `ebpf:"bprof_loop_enter"`
-	BprofLoopExit   *ebpf.ProgramSpec `ebpf:"bprof_loop_exit"`
-	BprofLoopSample *ebpf.ProgramSpec `ebpf:"bprof_loop_sample"`
-	BprofSwitch     *ebpf.ProgramSpec `ebpf:"bprof_switch"`
-	BprofWakeup     *ebpf.ProgramSpec `ebpf:"bprof_wakeup"`
+	BprofExec          *ebpf.ProgramSpec `ebpf:"bprof_exec"`
+	BprofFork          *ebpf.ProgramSpec `ebpf:"bprof_fork"`
+	BprofInflightStart *ebpf.ProgramSpec `ebpf:"bprof_inflight_start"`
+	BprofInflightStop  *ebpf.ProgramSpec `ebpf:"bprof_inflight_stop"`
+	BprofLoopEnter     *ebpf.ProgramSpec `ebpf:"bprof_loop_enter"`
+	BprofLoopExit      *ebpf.ProgramSpec `ebpf:"bprof_loop_exit"`
+	BprofLoopSample    *ebpf.ProgramSpec `ebpf:"bprof_loop_sample"`
+	BprofSwitch        *ebpf.ProgramSpec `ebpf:"bprof_switch"`
+	BprofWakeup        *ebpf.ProgramSpec `ebpf:"bprof_wakeup"`
 }
 
 // blockprofMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockprofMapSpecs struct {
-	Agg0        *ebpf.MapSpec `ebpf:"agg0"`
-	Agg1        *ebpf.MapSpec `ebpf:"agg1"`
-	Agg2        *ebpf.MapSpec `ebpf:"agg2"`
-	Drops       *ebpf.MapSpec `ebpf:"drops"`
-	FdScratch   *ebpf.MapSpec `ebpf:"fd_scratch"`
-	FdTargets   *ebpf.MapSpec `ebpf:"fd_targets"`
-	Kstacks     *ebpf.MapSpec `ebpf:"kstacks"`
-	Latency     *ebpf.MapSpec `ebpf:"latency"`
-	LoopHints   *ebpf.MapSpec `ebpf:"loop_hints"`
-	LoopRing    *ebpf.MapSpec `ebpf:"loop_ring"`
-	LoopThreads *ebpf.MapSpec `ebpf:"loop_threads"`
-	LoopTids    *ebpf.MapSpec `ebpf:"loop_tids"`
-	PathArgs    *ebpf.MapSpec `ebpf:"path_args"`
-	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
-	PyNew       *ebpf.MapSpec `ebpf:"py_new"`
-	PyScratch   *ebpf.MapSpec `ebpf:"py_scratch"`
-	PyStacks    *ebpf.MapSpec `ebpf:"py_stacks"`
-	PyTargets   *ebpf.MapSpec `ebpf:"py_targets"`
-	PyThreads   *ebpf.MapSpec `ebpf:"py_threads"`
-	TargetTids  *ebpf.MapSpec `ebpf:"target_tids"`
-	Targets     *ebpf.MapSpec `ebpf:"targets"`
-	Threads     *ebpf.MapSpec `ebpf:"threads"`
-	Tstate      *ebpf.MapSpec `ebpf:"tstate"`
-	UnwMappings *ebpf.MapSpec `ebpf:"unw_mappings"`
-	UnwProcs    *ebpf.MapSpec `ebpf:"unw_procs"`
-	UnwRows     *ebpf.MapSpec `ebpf:"unw_rows"`
-	UnwScratch  *ebpf.MapSpec `ebpf:"unw_scratch"`
-	UnwStacks   *ebpf.MapSpec `ebpf:"unw_stacks"`
-	Ustacks     *ebpf.MapSpec `ebpf:"ustacks"`
-	Wkstacks    *ebpf.MapSpec `ebpf:"wkstacks"`
+	Agg0            *ebpf.MapSpec `ebpf:"agg0"`
+	Agg1            *ebpf.MapSpec `ebpf:"agg1"`
+	Agg2            *ebpf.MapSpec `ebpf:"agg2"`
+	Drops           *ebpf.MapSpec `ebpf:"drops"`
+	FdScratch       *ebpf.MapSpec `ebpf:"fd_scratch"`
+	FdTargets       *ebpf.MapSpec `ebpf:"fd_targets"`
+	Inflight        *ebpf.MapSpec `ebpf:"inflight"`
+	InflightKstacks *ebpf.MapSpec `ebpf:"inflight_kstacks"`
+	KstackScratch   *ebpf.MapSpec `ebpf:"kstack_scratch"`
+	Kstacks         *ebpf.MapSpec `ebpf:"kstacks"`
+	Latency         *ebpf.MapSpec `ebpf:"latency"`
+	LoopHints       *ebpf.MapSpec `ebpf:"loop_hints"`
+	LoopRing        *ebpf.MapSpec `ebpf:"loop_ring"`
+	LoopThreads     *ebpf.MapSpec `ebpf:"loop_threads"`
+	LoopTids        *ebpf.MapSpec `ebpf:"loop_tids"`
+	PathArgs        *ebpf.MapSpec `ebpf:"path_args"`
+	PathScratch     *ebpf.MapSpec `ebpf:"path_scratch"`
+	PyNew           *ebpf.MapSpec `ebpf:"py_new"`
+	PyScratch       *ebpf.MapSpec `ebpf:"py_scratch"`
+	PyStacks        *ebpf.MapSpec `ebpf:"py_stacks"`
+	PyTargets       *ebpf.MapSpec `ebpf:"py_targets"`
+	PyThreads       *ebpf.MapSpec `ebpf:"py_threads"`
+	TargetTids      *ebpf.MapSpec `ebpf:"target_tids"`
+	Targets         *ebpf.MapSpec `ebpf:"targets"`
+	Threads         *ebpf.MapSpec `ebpf:"threads"`
+	Tstate          *ebpf.MapSpec `ebpf:"tstate"`
+	UnwMappings     *ebpf.MapSpec `ebpf:"unw_mappings"`
+	UnwProcs        *ebpf.MapSpec `ebpf:"unw_procs"`
+	UnwRows         *ebpf.MapSpec `ebpf:"unw_rows"`
+	UnwScratch      *ebpf.MapSpec `ebpf:"unw_scratch"`
+	UnwStacks       *ebpf.MapSpec `ebpf:"unw_stacks"`
+	Ustacks         *ebpf.MapSpec `ebpf:"ustacks"`
+	Wkstacks        *ebpf.MapSpec `ebpf:"wkstacks"`
 }
 
 // blockprofVariableSpecs contains global variables before they are loaded into the kernel.
@@ -512,6 +539,8 @@ type blockprofVariableSpecs struct {
 	CfgUserStacks       *ebpf.VariableSpec `ebpf:"cfg_user_stacks"`
 	CfgWakerStacks      *ebpf.VariableSpec `ebpf:"cfg_waker_stacks"`
 	CfgWakers           *ebpf.VariableSpec `ebpf:"cfg_wakers"`
+	InflightAt          *ebpf.VariableSpec `ebpf:"inflight_at"`
+	InflightKstackNext  *ebpf.VariableSpec `ebpf:"inflight_kstack_next"`
 	LatZero             *ebpf.VariableSpec `ebpf:"lat_zero"`
 	LoopZero            *ebpf.VariableSpec `ebpf:"loop_zero"`
 	UnusedDropReason    *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
@@ -543,36 +572,39 @@ func (o *blockprofObjects) Close() error {
 //
 // It can be passed to loadBlockprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockprofMaps struct {
-	Agg0        *ebpf.Map `ebpf:"agg0"`
-	Agg1        *ebpf.Map `ebpf:"agg1"`
-	Agg2        *ebpf.Map `ebpf:"agg2"`
-	Drops       *ebpf.Map `ebpf:"drops"`
-	FdScratch   *ebpf.Map `ebpf:"fd_scratch"`
-	FdTargets   *ebpf.Map `ebpf:"fd_targets"`
-	Kstacks     *ebpf.Map `ebpf:"kstacks"`
-	Latency     *ebpf.Map `ebpf:"latency"`
-	LoopHints   *ebpf.Map `ebpf:"loop_hints"`
-	LoopRing    *ebpf.Map `ebpf:"loop_ring"`
-	LoopThreads *ebpf.Map `ebpf:"loop_threads"`
-	LoopTids    *ebpf.Map `ebpf:"loop_tids"`
-	PathArgs    *ebpf.Map `ebpf:"path_args"`
-	PathScratch *ebpf.Map `ebpf:"path_scratch"`
-	PyNew       *ebpf.Map `ebpf:"py_new"`
-	PyScratch   *ebpf.Map `ebpf:"py_scratch"`
-	PyStacks    *ebpf.Map `ebpf:"py_stacks"`
-	PyTargets   *ebpf.Map `ebpf:"py_targets"`
-	PyThreads   *ebpf.Map `ebpf:"py_threads"`
-	TargetTids  *ebpf.Map `ebpf:"target_tids"`
-	Targets     *ebpf.Map `ebpf:"targets"`
-	Threads     *ebpf.Map `ebpf:"threads"`
-	Tstate      *ebpf.Map `ebpf:"tstate"`
-	UnwMappings *ebpf.Map `ebpf:"unw_mappings"`
-	UnwProcs    *ebpf.Map `ebpf:"unw_procs"`
-	UnwRows     *ebpf.Map `ebpf:"unw_rows"`
-	UnwScratch  *ebpf.Map `ebpf:"unw_scratch"`
-	UnwStacks   *ebpf.Map `ebpf:"unw_stacks"`
-	Ustacks     *ebpf.Map `ebpf:"ustacks"`
-	Wkstacks    *ebpf.Map `ebpf:"wkstacks"`
+	Agg0            *ebpf.Map `ebpf:"agg0"`
+	Agg1            *ebpf.Map `ebpf:"agg1"`
+	Agg2            *ebpf.Map `ebpf:"agg2"`
+	Drops           *ebpf.Map `ebpf:"drops"`
+	FdScratch       *ebpf.Map `ebpf:"fd_scratch"`
+	FdTargets       *ebpf.Map `ebpf:"fd_targets"`
+	Inflight        *ebpf.Map `ebpf:"inflight"`
+	InflightKstacks *ebpf.Map `ebpf:"inflight_kstacks"`
+	KstackScratch   *ebpf.Map `ebpf:"kstack_scratch"`
+	Kstacks         *ebpf.Map `ebpf:"kstacks"`
+	Latency         *ebpf.Map `ebpf:"latency"`
+	LoopHints       *ebpf.Map `ebpf:"loop_hints"`
+	LoopRing        *ebpf.Map `ebpf:"loop_ring"`
+	LoopThreads     *ebpf.Map `ebpf:"loop_threads"`
+	LoopTids        *ebpf.Map `ebpf:"loop_tids"`
+	PathArgs        *ebpf.Map `ebpf:"path_args"`
+	PathScratch     *ebpf.Map `ebpf:"path_scratch"`
+	PyNew           *ebpf.Map `ebpf:"py_new"`
+	PyScratch       *ebpf.Map `ebpf:"py_scratch"`
+	PyStacks        *ebpf.Map `ebpf:"py_stacks"`
+	PyTargets       *ebpf.Map `ebpf:"py_targets"`
+	PyThreads       *ebpf.Map `ebpf:"py_threads"`
+	TargetTids      *ebpf.Map `ebpf:"target_tids"`
+	Targets         *ebpf.Map `ebpf:"targets"`
+	Threads         *ebpf.Map `ebpf:"threads"`
+	Tstate          *ebpf.Map `ebpf:"tstate"`
+	UnwMappings     *ebpf.Map `ebpf:"unw_mappings"`
+	UnwProcs        *ebpf.Map `ebpf:"unw_procs"`
+	UnwRows         *ebpf.Map `ebpf:"unw_rows"`
+	UnwScratch      *ebpf.Map `ebpf:"unw_scratch"`
+	UnwStacks       *ebpf.Map `ebpf:"unw_stacks"`
+	Ustacks         *ebpf.Map `ebpf:"ustacks"`
+	Wkstacks        *ebpf.Map `ebpf:"wkstacks"`
 }
 
 func (m *blockprofMaps) Close() error {
@@ -583,6 +615,9 @@ func (m *blockprofMaps) Close() error {
 		m.Drops,
 		m.FdScratch,
 		m.FdTargets,
+		m.Inflight,
+		m.InflightKstacks,
+		m.KstackScratch,
 		m.Kstacks,
 		m.Latency,
 		m.LoopHints,
@@ -637,6 +672,8 @@ type blockprofVariables struct {
 	CfgUserStacks       *ebpf.Variable `ebpf:"cfg_user_stacks"`
 	CfgWakerStacks      *ebpf.Variable `ebpf:"cfg_waker_stacks"`
 	CfgWakers           *ebpf.Variable `ebpf:"cfg_wakers"`
+	InflightAt          *ebpf.Variable `ebpf:"inflight_at"`
+	InflightKstackNext  *ebpf.Variable `ebpf:"inflight_kstack_next"`
 	LatZero             *ebpf.Variable `ebpf:"lat_zero"`
 	LoopZero            *ebpf.Variable `ebpf:"loop_zero"`
 	UnusedDropReason    *ebpf.Variable `ebpf:"unused_drop_reason"`
@@ -652,19 +689,23 @@ type blockprofVariables struct {
 //
 // It can be passed to loadBlockprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockprofPrograms struct {
-	BprofExec       *ebpf.Program `ebpf:"bprof_exec"`
-	BprofFork       *ebpf.Program `ebpf:"bprof_fork"`
-	BprofLoopEnter  *ebpf.Program `ebpf:"bprof_loop_enter"`
-	BprofLoopExit   *ebpf.Program `ebpf:"bprof_loop_exit"`
-	BprofLoopSample *ebpf.Program `ebpf:"bprof_loop_sample"`
-	BprofSwitch     *ebpf.Program `ebpf:"bprof_switch"`
-	BprofWakeup     *ebpf.Program `ebpf:"bprof_wakeup"`
+	BprofExec          *ebpf.Program `ebpf:"bprof_exec"`
+	BprofFork          *ebpf.Program `ebpf:"bprof_fork"`
+	BprofInflightStart *ebpf.Program `ebpf:"bprof_inflight_start"`
+	BprofInflightStop  *ebpf.Program `ebpf:"bprof_inflight_stop"`
+	BprofLoopEnter     *ebpf.Program `ebpf:"bprof_loop_enter"`
+	BprofLoopExit      *ebpf.Program `ebpf:"bprof_loop_exit"`
+	BprofLoopSample    *ebpf.Program `ebpf:"bprof_loop_sample"`
+	BprofSwitch        *ebpf.Program `ebpf:"bprof_switch"`
+	BprofWakeup        *ebpf.Program `ebpf:"bprof_wakeup"`
 }
 
 func (p *blockprofPrograms) Close() error {
 	return _BlockprofClose(
 		p.BprofExec,
 		p.BprofFork,
+		p.BprofInflightStart,
+		p.BprofInflightStop,
 		p.BprofLoopEnter,
 		p.BprofLoopExit,
 		p.BprofLoopSample,

@@ -56,6 +56,12 @@ type Options struct {
 	Python bool
 	// Loop turns on event-loop mode (nil: off; its programs stay detached).
 	Loop *LoopOptions
+	// NoWaitsInProgress leaves out waits that began before counting
+	// started and those still going when it stops. By default a thread
+	// already off the CPU is measured from the start (see
+	// OpenWaitsInProgress), and an interval still open at the end is
+	// closed there (both marked, see Cut).
+	NoWaitsInProgress bool
 }
 
 // Kind says what an off-CPU interval was.
@@ -115,6 +121,9 @@ type Record struct {
 	// LoopSeq is the loop iteration the interval or sample fell in (loop
 	// mode, loop threads only), 0 for none.
 	LoopSeq uint32
+	// Cut: the interval began before the window, or was still going at
+	// its end (then it is one that was, see Session.StillWaiting).
+	Cut Cut
 }
 
 // Thread names one thread seen off-CPU.
@@ -146,6 +155,10 @@ type Session struct {
 	unwstacks        map[uint64]unwound  // copied out before LRU eviction
 	pyReader         *ringbuf.Reader     // see NextPythonStack
 	closed           bool
+
+	// The window (CLOCK_MONOTONIC) and waits in progress (inflight.go).
+	countingSince, countingUntil time.Duration
+	waitsInProgress              bool
 
 	// Loop mode (loop.go).
 	loopReader *ringbuf.Reader
@@ -320,12 +333,26 @@ func (s *Session) open(spec *ebpf.CollectionSpec, opts Options) error {
 			return err
 		}
 	}
+	s.countingSince = Monotonic()
+	s.waitsInProgress = !opts.NoWaitsInProgress
 	if opts.Loop != nil {
 		if err := s.attachLoop(opts.Loop, opts.PIDs); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// CountingSince is when counting started (CLOCK_MONOTONIC): the window's
+// start, from which waits already in progress are measured.
+func (s *Session) CountingSince() time.Duration { return s.countingSince }
+
+// CountingUntil is when counting stopped (CLOCK_MONOTONIC), zero while
+// attached.
+func (s *Session) CountingUntil() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.countingUntil
 }
 
 // attachTracing attaches a tp_btf program and keeps its link.
@@ -411,6 +438,7 @@ func (s *Session) Drain() ([]Record, error) {
 			r.WakerKernelStack, r.Waker.KernelStackID = s.stack(s.objs.Wkstacks, s.wkstack, k.WakerKstack)
 			r.Python, r.PyStackID = s.pyStack(k.Pystack), k.Pystack
 			r.LoopSeq = k.LoopSeq
+			r.Cut = Cut(k.Cut)
 			recs = append(recs, r)
 		}
 	}
@@ -425,10 +453,19 @@ func (s *Session) Detach() error {
 	defer s.mu.Unlock()
 	// Sampling events first: they hold the sampling program attached.
 	errs := []error{s.stopSampling()}
+	attached := s.links != nil
 	for _, l := range s.links {
 		errs = append(errs, l.Close())
 	}
 	s.links = nil
+	if attached && !s.closed {
+		// Nothing runs any more: the intervals still open are the waits
+		// in progress at the window's end.
+		s.countingUntil = Monotonic()
+		if s.waitsInProgress {
+			errs = append(errs, s.closeWaitsInProgress(s.countingUntil))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -500,6 +537,14 @@ func (s *Session) stack(m *ebpf.Map, cache map[int32][]uint64, id int32) ([]uint
 		return nil, id
 	}
 	if st, ok := cache[id]; ok {
+		return st, id
+	}
+	if m == s.objs.Kstacks && id&inflightKstackBit != 0 {
+		st, err := s.inflightStack(id)
+		if err != nil || st == nil {
+			return nil, enoent
+		}
+		cache[id] = st
 		return st, id
 	}
 	raw := make([]uint64, m.ValueSize()/8)
