@@ -27,6 +27,9 @@ func requiredFeatures(opts Options) []feature {
 		{"bpf_task_pt_regs", "the bpf_task_pt_regs helper", "5.15", "blockprof", ""},
 		{"bpf_get_current_task_btf", "the bpf_get_current_task_btf helper", "5.11", "blockprof", ""},
 		{"bpf_ringbuf_reserve", "BPF ring buffers", "5.8", "blockprof", ""},
+		// Waits in progress: the start iterator reads other tasks' stacks.
+		{"bpf_copy_from_user_task", "the bpf_copy_from_user_task helper", "5.18", "blockprof", ""},
+		{"bpf_iter__task", "task iterators", "5.8", "blockprof", ""},
 	}
 	if opts.Unwind && !opts.NoUserStacks {
 		fs = append(fs, feature{"bpf_loop", "the bpf_loop helper", "5.17", "--unwind", "use --unwind=false (frame pointers only)"})
@@ -51,7 +54,7 @@ func CheckKernel(opts Options) error {
 	}
 	return checkFeatures(opts, func(name string) bool {
 		_, err := spec.AnyTypeByName(name)
-		return err == nil
+		return err == nil || errors.Is(err, btf.ErrMultipleMatches)
 	})
 }
 
