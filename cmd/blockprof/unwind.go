@@ -1,28 +1,24 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"os"
 	"strings"
+
+	"blockprof/internal/procmaps"
 )
 
 // execMappings is the signature of a process's executable mappings: the
 // lines of /proc/PID/maps with code in them. Tables are (re)loaded when it
 // changes (the dynamic loader mapping libraries after exec, dlopen).
 func execMappings(pid uint32) (string, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := procmaps.Read(int(pid))
 	if err != nil {
 		return "", false
 	}
 	var sig strings.Builder
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) >= 2 && strings.Contains(f[1], "x") {
-			sig.WriteString(sc.Text())
-			sig.WriteByte('\n')
+	for _, m := range maps {
+		if m.Exec() {
+			fmt.Fprintf(&sig, "%x-%x %x %d %s %t\n", m.Start, m.End, m.Offset, m.Inode, m.Path, m.Deleted)
 		}
 	}
 	return sig.String(), true
