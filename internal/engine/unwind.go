@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"fmt"
@@ -28,7 +28,7 @@ func execMappings(pid uint32) (string, bool) {
 // mappings changed since the last time. Until then its stacks are walked
 // with frame pointers; a failure is reported once and leaves it so.
 func (r *recorder) loadUnwind(tgid uint32) {
-	if !r.cfg.unwind {
+	if !r.cfg.Unwind {
 		return
 	}
 	sig, ok := execMappings(tgid)
@@ -36,9 +36,9 @@ func (r *recorder) loadUnwind(tgid uint32) {
 		return
 	}
 	r.unwSig[tgid] = sig
-	if err := r.sess.AddUnwind(int(tgid)); err != nil && !r.unwWarned {
+	if err := r.src.AddUnwind(int(tgid)); err != nil && !r.unwWarned {
 		r.unwWarned = true
-		fmt.Fprintf(r.stderr, "blockprof: unwind tables for pid %d: %v (frame pointers only)\n", tgid, err)
+		r.warn("unwind tables for pid %d: %v (frame pointers only)", tgid, err)
 	}
 }
 
