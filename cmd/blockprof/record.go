@@ -16,8 +16,9 @@ import (
 )
 
 // record runs `blockprof record`: check everything that can be checked
-// before attaching, attach, drain until told to stop, detach, then
-// symbolize and write.
+// before attaching, start the engine, wait until the recording ends (the
+// engine's own reasons: -d, Ctrl-C, every target gone; or the launched
+// command's exit), then write the profile and the first screen.
 func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg, err := parseRecordFlags(args, time.Now(), stdout)
 	if errors.Is(err, errHelp) {
