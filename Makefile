@@ -35,7 +35,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -count 1 -timeout 30m ./bench/ ./internal/...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParseMaps -fuzztime 30s ./internal/symbolize/
+	$(GO) test -run '^$$' -fuzz FuzzParseMaps -fuzztime 30s ./internal/procmaps/
 	$(GO) test -run '^$$' -fuzz FuzzParseKallsyms -fuzztime 30s ./internal/symbolize/
 	$(GO) test -run '^$$' -fuzz FuzzOpenELF -fuzztime 30s ./internal/symbolize/
 	$(GO) test -run '^$$' -fuzz FuzzParsePerfMap -fuzztime 30s ./internal/symbolize/

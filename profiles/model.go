@@ -12,6 +12,11 @@ import (
 type Profile struct {
 	Start    time.Time
 	Duration time.Duration
+	// Asked is the recording length asked for, set only when the
+	// recording stopped before it; Stopped then says why (e.g. "target
+	// exited", "interrupted").
+	Asked   time.Duration
+	Stopped string
 	// Comments are free text kept in the pprof file: the command line,
 	// targets, drop counts.
 	Comments []string

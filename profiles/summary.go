@@ -79,6 +79,9 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 	add("blockprof: recorded %s, %s, %s off-CPU %s",
 		fmtDur(p.Duration), plural(len(procs), "target"), thousands(count),
 		pluralWord(count, "interval"))
+	if p.Asked > 0 {
+		add("stopped after %s of the %s asked for: %s", fmtDur(p.Duration), fmtDur(p.Asked), p.Stopped)
+	}
 	add("off-CPU: %s blocked (switch-out to wakeup) + %s run-queue (wakeup to running)",
 		fmtDur(blocked), fmtDur(runq))
 	if idleCount > 0 {

@@ -11,16 +11,16 @@ import (
 	"time"
 
 	"blockprof/internal/attach"
-	"blockprof/internal/symbolize"
+	"blockprof/internal/engine"
 	"blockprof/profiles"
 )
 
 // record runs `blockprof record`: check everything that can be checked
-// before attaching, attach, drain until told to stop, detach, then
-// symbolize and write.
+// before attaching, start the engine, wait until the recording ends (the
+// engine's own reasons: -d, Ctrl-C, every target gone; or the launched
+// command's exit), then write the profile and the first screen.
 func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	start := time.Now()
-	cfg, err := parseRecordFlags(args, start, stdout)
+	cfg, err := parseRecordFlags(args, time.Now(), stdout)
 	if errors.Is(err, errHelp) {
 		return exitOK
 	}
@@ -61,23 +61,20 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
-	r := &recorder{cfg: cfg, stderr: stderr, start: start, procs: map[uint32]*symbolize.Process{},
-		agg: map[recordKey]*attach.Record{}, pys: map[uint32]*pyProc{}, pyLocs: map[string][]symbolize.Location{}, unwSig: map[uint32]string{}}
-	// The Python frame walker is loaded only when it may find something.
-	r.python = !cfg.noPython && (len(cfg.command) > 0 || detectPythons(cfg.pids))
-	r.sym = symbolize.New(symbolize.Options{})
-	defer r.sym.Close()
-
 	var child *exec.Cmd
-	var openGate func() error
-	pids := cfg.pids
+	var release func() error
 	if len(cfg.command) > 0 {
+		var openGate func() error
 		child, openGate, err = startGated(cfg.command, stderr, stderr)
 		if err != nil {
 			return fail(err)
 		}
-		pids = []int{child.Process.Pid}
-		r.child = uint32(child.Process.Pid)
+		release = func() error {
+			if err := openGate(); err != nil {
+				return fmt.Errorf("start %s: %w", cfg.command[0], err)
+			}
+			return nil
+		}
 		defer func() {
 			if child.ProcessState == nil { // attach failed: the gate closes, CMD never runs
 				child.Process.Kill()
@@ -86,162 +83,44 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}()
 	}
 
-	sess, err := attach.Open(attach.Options{
-		PIDs:              pids,
-		TIDs:              cfg.tids,
-		FollowChildren:    len(cfg.command) > 0,
-		MinBlock:          cfg.minBlock,
-		MaxBlock:          cfg.maxBlock,
-		Preempted:         cfg.preempted,
-		NoUserStacks:      !cfg.userStacks(),
-		NoKernelStacks:    !cfg.kernelStacks(),
-		ExactKernelStacks: cfg.exactK,
-		NoRunQueue:        cfg.noRunQ,
-		NoTargets:         cfg.noTargets,
-		Unwind:            cfg.unwind,
-		NoWakers:          cfg.noWakers,
-		WakerStacks:       cfg.wakerStacks,
-		Syscalls:          cfg.syscallNrs,
-		NoSyscall:         cfg.noSyscall,
-		Python:            r.python,
-		Loop:              loopOptions(cfg),
-	})
+	status := newStatusLine(stderr, cfg.quiet)
+	ecfg := engineConfig(cfg, args)
+	if child != nil {
+		ecfg.Launched, ecfg.Release = child.Process.Pid, release
+	}
+	ecfg.Warn = func(msg string) { fmt.Fprintf(stderr, "blockprof: %s\n", msg) }
+	ecfg.OnDrain = func(s engine.Status) { status.show(statusText(s)) }
+	rec, err := engine.Start(ctx, ecfg)
 	if err != nil {
 		return fail(err)
 	}
-	r.sess = sess
-	defer sess.Close() // idempotent: also closed explicitly before symbolizing
-	if cfg.loopMode() {
-		r.loop = newLoopTracker(cfg.stall)
-	}
-	r.attached = time.Now()
-
-	// What ends the recording.
-	exited := make(chan string, 1)
-	if child != nil {
-		// The gate's own threads die at exec, some of them after the
-		// kernel starts counting the command: ignore them by TID.
-		r.ignoreTIDs = gateThreads(child.Process.Pid)
-		if err := openGate(); err != nil {
-			return fail(fmt.Errorf("start %s: %w", cfg.command[0], err))
-		}
-		// Symbols must come from CMD, not from the gate it replaces.
-		waitExec(child.Process.Pid, 2*time.Second)
-	}
-	// Symbolization data is taken now, while the targets live.
-	for _, pid := range pids {
-		r.attachProcess(uint32(pid))
-	}
-	if child == nil {
-		// Threads that were already waiting: with the stacks just
-		// loaded, measured from the window's start.
-		if err := sess.OpenWaitsInProgress(); err != nil {
-			fmt.Fprintf(stderr, "blockprof: warning: %v\n", err)
-		}
-	}
+	defer rec.Close()
 	if cfg.readyFile != "" {
 		if err := os.WriteFile(cfg.readyFile, nil, 0o644); err != nil {
 			return fail(fmt.Errorf("create ready file: %w", err))
 		}
 	}
+
+	// What ends the recording: the engine itself (duration, interrupt,
+	// every target gone), or the launched command's exit.
+	exited := make(chan string, 1)
 	if child != nil {
 		go func() {
 			child.Wait()
 			exited <- fmt.Sprintf("%s exited (%s)", cfg.command[0], child.ProcessState)
 		}()
-	} else {
-		go func() {
-			waitAllExit(ctx, cfg.pids)
-			exited <- "target exited"
-		}()
 	}
-	var timeout <-chan time.Time
-	if cfg.duration > 0 {
-		timer := time.NewTimer(cfg.duration)
-		defer timer.Stop()
-		timeout = timer.C
-	}
-
-	// Children of a launched command may live less than a drain interval:
-	// look for them often, so their files are opened while they exist.
-	// Loop mode: new loop threads are sampled from their first iterations on.
-	var scan <-chan time.Time
-	if child != nil || r.loop != nil {
-		t := time.NewTicker(20 * time.Millisecond)
-		defer t.Stop()
-		scan = t.C
-	}
-
-	// Python code objects are read as soon as their stacks appear: a
-	// short-lived interpreter may exit before the next drain.
-	pyNew := r.watchPython()
-
-	status := newStatusLine(stderr, cfg.quiet)
-	tick := time.NewTicker(cfg.interval)
-	defer tick.Stop()
 	why := ""
-	for why == "" {
-		select {
-		case <-ctx.Done():
-			why = "interrupted"
-		case why = <-exited:
-		case <-timeout:
-			why = "duration reached"
-		case <-scan:
-			if r.loop != nil {
-				if err := r.loop.poll(sess); err != nil {
-					fmt.Fprintf(stderr, "blockprof: warning: %v\n", err)
-				}
-			}
-			if child == nil {
-				continue
-			}
-			r.attachChildren()
-			r.retryPythons()
-			r.refreshUnwind()
-		case st, ok := <-pyNew:
-			if !ok {
-				pyNew = nil
-				continue
-			}
-			r.prefetchPython(st)
-		case <-tick.C:
-			if err := r.drain(); err != nil {
-				status.clear()
-				return fail(err)
-			}
-			status.show(r.statusText())
-		}
+	select {
+	case <-rec.Done():
+	case why = <-exited:
 	}
+	prof, err := rec.Stop(why)
 	status.clear()
-
-	// Detach first: the targets stop paying for us at once, and with no
-	// program left running the last drain is exact.
-	if err := sess.Detach(); err != nil {
-		fmt.Fprintf(stderr, "blockprof: detach: %v\n", err)
-	}
-	r.end = time.Now()
-	endMono := attach.Monotonic()
-	if err := r.drain(); err != nil {
-		return fail(err)
-	}
-	if r.loop != nil {
-		r.loop.finish(endMono)
-	}
-	drops, derr := sess.Drops()
-	threads, terr := sess.Threads()
-	lat, lerr := sess.Latencies()
-	if err := sess.Close(); err != nil {
-		fmt.Fprintf(stderr, "blockprof: unload: %v\n", err)
-	}
-	if err := errors.Join(derr, terr, lerr); err != nil {
+	if err != nil {
 		return fail(err)
 	}
 
-	prof := r.profile(drops, threads, lat, why, args)
-	if err := r.sym.KernelErr(); err != nil && cfg.kernelStacks() {
-		fmt.Fprintf(stderr, "blockprof: warning: kernel frames left as addresses: %v\n", err)
-	}
 	if err := writeProfile(out, cfg.format, withoutIdle(prof, cfg.idle)); err != nil {
 		return fail(fmt.Errorf("write %s: %w", cfg.output, err))
 	}
@@ -268,12 +147,32 @@ func record(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// loopOptions are the session's loop-mode options (nil: off).
-func loopOptions(cfg *recordConfig) *attach.LoopOptions {
-	if !cfg.loopMode() {
-		return nil
+// engineConfig is what the engine needs of a record command line.
+func engineConfig(cfg *recordConfig, args []string) engine.Config {
+	return engine.Config{
+		PIDs:              cfg.pids,
+		TIDs:              cfg.tids,
+		Duration:          cfg.duration,
+		DrainInterval:     cfg.interval,
+		MinBlock:          cfg.minBlock,
+		MaxBlock:          cfg.maxBlock,
+		Preempted:         cfg.preempted,
+		UserStacks:        cfg.userStacks(),
+		KernelStacks:      cfg.kernelStacks(),
+		ExactKernelStacks: cfg.exactK,
+		NoRunQueue:        cfg.noRunQ,
+		NoTargets:         cfg.noTargets,
+		NoWakers:          cfg.noWakers,
+		WakerStacks:       cfg.wakerStacks,
+		Syscalls:          cfg.syscallNrs,
+		NoSyscall:         cfg.noSyscall,
+		Target:            cfg.target,
+		TargetFrames:      cfg.targetFrames,
+		Unwind:            cfg.unwind,
+		Python:            !cfg.noPython,
+		Loop:              engine.LoopConfig{Auto: cfg.loop, Threads: cfg.loopThreads, Stall: cfg.stall, SampleHz: cfg.loopHz},
+		Comments:          []string{"blockprof record " + strings.Join(args, " ")},
 	}
-	return &attach.LoopOptions{Stall: cfg.stall, Threads: cfg.loopThreads, Auto: cfg.loop, SampleHz: cfg.loopHz}
 }
 
 func writeProfile(w io.Writer, format string, p *profiles.Profile) error {
@@ -304,51 +203,6 @@ func withoutIdle(p *profiles.Profile, keep bool) *profiles.Profile {
 			fmt.Sprintf("%d idle intervals left out (record with --idle to keep them)", n))
 	}
 	return &out
-}
-
-// gateThreads lists the threads of the exec gate other than its leader.
-func gateThreads(pid int) map[uint32]bool {
-	out := map[uint32]bool{}
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, t := range tasks {
-		var tid uint32
-		if _, err := fmt.Sscan(t.Name(), &tid); err == nil && int(tid) != pid {
-			out[tid] = true
-		}
-	}
-	return out
-}
-
-// waitExec waits until pid no longer runs our own executable (the exec
-// gate has exec'ed the command), or the timeout passes.
-func waitExec(pid int, timeout time.Duration) {
-	self, _ := os.Readlink("/proc/self/exe")
-	exe := fmt.Sprintf("/proc/%d/exe", pid)
-	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if now, err := os.Readlink(exe); err != nil || now != self {
-			return
-		}
-	}
-}
-
-// waitAllExit returns once none of pids is alive (or ctx ends).
-func waitAllExit(ctx context.Context, pids []int) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		alive := false
-		for _, p := range pids {
-			alive = alive || processExists(p)
-		}
-		if !alive {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // checkPrivileges fails early, with one line, when loading BPF cannot work.

@@ -1,20 +1,16 @@
 package attach
 
 import (
-	"bufio"
-	"bytes"
 	"debug/elf"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
 
+	"blockprof/internal/elfinfo"
+	"blockprof/internal/procmaps"
 	"blockprof/internal/unwind"
 )
 
@@ -82,47 +78,29 @@ func (u *UnwindTables) Stats() UnwindStats {
 	return u.stats
 }
 
-// procMapping is one executable file mapping from /proc/PID/maps.
-type procMapping struct {
-	start, end, off uint64
-	dev, inode      string
-	path            string
-}
-
-func readExecMappings(pid int) ([]procMapping, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+// readExecMappings lists pid's executable file mappings.
+func readExecMappings(pid int) ([]procmaps.Mapping, error) {
+	all, err := procmaps.Read(pid)
 	if err != nil {
 		return nil, err
 	}
-	var out []procMapping
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		// start-end perms offset dev inode path
-		f := strings.Fields(sc.Text())
-		if len(f) < 6 || len(f[1]) < 3 || f[1][2] != 'x' || !strings.HasPrefix(f[5], "/") || f[4] == "0" {
-			continue
+	var out []procmaps.Mapping
+	for _, m := range all {
+		if m.Exec() && m.FileBacked() {
+			out = append(out, m)
 		}
-		lo, hi, ok := strings.Cut(f[0], "-")
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		off, err3 := strconv.ParseUint(f[2], 16, 64)
-		if !ok || err1 != nil || err2 != nil || err3 != nil {
-			continue
-		}
-		out = append(out, procMapping{start: start, end: end, off: off, dev: f[3], inode: f[4],
-			path: strings.Join(f[5:], " ")})
 	}
-	return out, sc.Err()
+	return out, nil
 }
 
 // openMapped opens a mapped file the way the process sees it: through
 // map_files (works for deleted files), else through its root.
-func openMapped(pid int, m procMapping) (*elf.File, error) {
-	f, err := elf.Open(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.start, m.end))
-	if err == nil {
-		return f, nil
+func openMapped(pid int, m procmaps.Mapping) (*elf.File, error) {
+	f, err := elf.Open(fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.Start, m.End))
+	if err == nil || m.Deleted {
+		return f, err // a deleted file's path names another file, if any
 	}
-	return elf.Open(fmt.Sprintf("/proc/%d/root%s", pid, m.path))
+	return elf.Open(fmt.Sprintf("/proc/%d/root%s", pid, m.Path))
 }
 
 // AddProcess loads tables for every executable mapping of pid (files
@@ -142,15 +120,15 @@ func (u *UnwindTables) AddProcess(pid int) error {
 			continue
 		}
 		bias, ok := loadBias(ef, m)
-		key := buildID(ef)
-		goCode := isGo(ef)
+		key, _ := elfinfo.BuildIDs(ef)
+		goCode := elfinfo.IsGo(ef)
 		ef.Close()
 		if goCode {
 			// Go keeps frame pointers on every function, and its
 			// goroutine stacks end at runtime.goexit, which its CFI does
 			// not mark as outermost: frame pointers end the walk
 			// cleanly, tables would run past the end.
-			ms = append(ms, unwMapping{Start: m.start, End: m.end, Bias: bias})
+			ms = append(ms, unwMapping{Start: m.Start, End: m.End, Bias: bias})
 			continue
 		}
 		if !ok {
@@ -158,10 +136,10 @@ func (u *UnwindTables) AddProcess(pid int) error {
 			continue
 		}
 		if key == "" {
-			key = "inode:" + m.dev + ":" + m.inode
+			key = fmt.Sprintf("inode:%x:%x:%d", m.DevMajor, m.DevMinor, m.Inode)
 		}
 		fr := u.file(key, func() (*elf.File, error) { return openMapped(pid, m) })
-		ms = append(ms, unwMapping{Start: m.start, End: m.end, Bias: bias, RowStart: fr.start, RowCount: fr.count})
+		ms = append(ms, unwMapping{Start: m.Start, End: m.End, Bias: bias, RowStart: fr.start, RowCount: fr.count})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Start < ms[j].Start })
 	if len(ms) > unwMaxMappings {
@@ -231,11 +209,6 @@ func (u *UnwindTables) count(f func(*UnwindStats)) {
 	u.mu.Lock()
 	f(&u.stats)
 	u.mu.Unlock()
-}
-
-// isGo reports a Go binary (its pclntab section, or its build info).
-func isGo(f *elf.File) bool {
-	return f.Section(".gopclntab") != nil || f.Section(".go.buildinfo") != nil
 }
 
 // file returns the rows of the file with key, loading them the first
@@ -345,47 +318,16 @@ func putRows(m *ebpf.Map, start uint32, rows []unwRow) error {
 	return nil
 }
 
-// loadBias is process address - ELF vaddr for the executable PT_LOAD
+// loadBias is process address - ELF vaddr, from the executable PT_LOAD
 // segment that the mapping's file offset falls in.
-func loadBias(f *elf.File, m procMapping) (uint64, bool) {
+func loadBias(f *elf.File, m procmaps.Mapping) (uint64, bool) {
 	for _, p := range f.Progs {
 		if p.Type != elf.PT_LOAD || p.Flags&elf.PF_X == 0 {
 			continue
 		}
-		segStart := p.Off &^ 0xfff
-		if m.off >= segStart && m.off < p.Off+p.Filesz {
-			vaddr := p.Vaddr - p.Off + m.off
-			return m.start - vaddr, true
+		if bias, ok := elfinfo.LoadBias(p, m.Start, m.Offset); ok {
+			return bias, true
 		}
 	}
 	return 0, false
-}
-
-// buildID is the GNU build ID in hex, "" without one.
-func buildID(f *elf.File) string {
-	for _, s := range f.Sections {
-		if s.Type != elf.SHT_NOTE || s.Size > 1<<16 {
-			continue
-		}
-		data, err := s.Data()
-		if err != nil {
-			continue
-		}
-		for len(data) >= 12 {
-			namesz := uint64(f.ByteOrder.Uint32(data))
-			descsz := uint64(f.ByteOrder.Uint32(data[4:]))
-			typ := f.ByteOrder.Uint32(data[8:])
-			data = data[12:]
-			nameEnd := (namesz + 3) &^ 3
-			descEnd := nameEnd + (descsz+3)&^3
-			if nameEnd > uint64(len(data)) || descEnd > uint64(len(data)) {
-				break
-			}
-			if typ == 3 && string(data[:namesz]) == "GNU\x00" {
-				return hex.EncodeToString(data[nameEnd : nameEnd+descsz])
-			}
-			data = data[descEnd:]
-		}
-	}
-	return ""
 }

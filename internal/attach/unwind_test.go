@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"blockprof/internal/procmaps"
 	"blockprof/internal/testutil"
 	"blockprof/internal/unwind"
 )
@@ -79,13 +80,13 @@ func TestEncodeRows(t *testing.T) {
 // symbolizer names user PCs of a live process from its ELF symbols.
 type symbolizer struct {
 	pid  int
-	maps []procMapping
+	maps []procmaps.Mapping
 	syms map[string][]elf.Symbol
 }
 
 func (s *symbolizer) name(pc uint64) string {
 	for _, m := range s.maps {
-		if pc < m.start || pc >= m.end {
+		if pc < m.Start || pc >= m.End {
 			continue
 		}
 		ef, err := openMapped(s.pid, m)
@@ -94,12 +95,12 @@ func (s *symbolizer) name(pc uint64) string {
 		}
 		defer ef.Close()
 		bias, _ := loadBias(ef, m)
-		syms, ok := s.syms[m.path]
+		syms, ok := s.syms[m.Path]
 		if !ok {
 			a, _ := ef.Symbols()
 			b, _ := ef.DynamicSymbols()
 			syms = append(a, b...)
-			s.syms[m.path] = syms
+			s.syms[m.Path] = syms
 		}
 		v := pc - bias
 		for _, sym := range syms {
@@ -107,7 +108,7 @@ func (s *symbolizer) name(pc uint64) string {
 				return sym.Name
 			}
 		}
-		return fmt.Sprintf("%s+%#x", m.path[strings.LastIndex(m.path, "/")+1:], v)
+		return fmt.Sprintf("%s+%#x", m.Path[strings.LastIndex(m.Path, "/")+1:], v)
 	}
 	return fmt.Sprintf("%#x", pc)
 }

@@ -19,8 +19,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
+
+	"blockprof/internal/elfinfo"
+	"blockprof/internal/procmaps"
 )
 
 // ErrNotPython says the process runs no CPython interpreter.
@@ -53,29 +55,23 @@ type Target struct {
 
 var libpython = regexp.MustCompile(`/libpython3\.\d+[a-z]*\.so`)
 
-type mapping struct {
-	start, end, off uint64
-	path            string
-}
-
 // Detect inspects process pid. It returns ErrNotPython when no CPython is
 // mapped, and an *UnsupportedError for a CPython it cannot read.
 func Detect(pid int) (*Target, error) {
 	proc := fmt.Sprintf("/proc/%d", pid)
-	data, err := os.ReadFile(proc + "/maps")
+	maps, err := procmaps.Read(pid)
 	if err != nil {
 		return nil, fmt.Errorf("read maps of %d: %w", pid, err)
 	}
-	maps := parseMaps(data)
 	exe, _ := os.Readlink(proc + "/exe")
-	exe = strings.TrimSuffix(exe, " (deleted)")
+	exe = strings.TrimSuffix(exe, procmaps.DeletedSuffix)
 
 	// libpython when mapped (a --enable-shared build or an embedder),
 	// else the executable with libpython linked in.
 	path := ""
 	for _, m := range maps {
-		if libpython.MatchString(m.path) {
-			path = m.path
+		if m.FileBacked() && libpython.MatchString(m.Path) {
+			path = m.Path
 			break
 		}
 	}
@@ -101,9 +97,9 @@ func Detect(pid int) (*Target, error) {
 	if !ok {
 		return nil, ErrNotPython
 	}
-	var mine []mapping
+	var mine []procmaps.Mapping
 	for _, m := range maps {
-		if m.path == path {
+		if m.FileBacked() && m.Path == path {
 			mine = append(mine, m)
 		}
 	}
@@ -207,7 +203,7 @@ func symbols(f *elf.File, names ...string) map[string]uint64 {
 // is shifted by one bias, which the mapping of its first PT_LOAD segment
 // gives. (Matching other segments by file offset is ambiguous: a page can
 // hold the end of one segment and the start of the next, mapped twice.)
-func runtimeAddr(f *elf.File, maps []mapping, v uint64) uint64 {
+func runtimeAddr(f *elf.File, maps []procmaps.Mapping, v uint64) uint64 {
 	if f.Type == elf.ET_EXEC {
 		return v
 	}
@@ -217,35 +213,14 @@ func runtimeAddr(f *elf.File, maps []mapping, v uint64) uint64 {
 		}
 		const page = 0xfff
 		for _, m := range maps {
-			if m.off == p.Off&^page {
-				return m.start - p.Vaddr&^page + v
+			if m.Offset == p.Off&^page {
+				bias, _ := elfinfo.LoadBias(p, m.Start, m.Offset)
+				return bias + v
 			}
 		}
 		return 0
 	}
 	return 0
-}
-
-func parseMaps(data []byte) []mapping {
-	var out []mapping
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 6 || !strings.HasPrefix(f[5], "/") {
-			continue
-		}
-		lo, hi, ok := strings.Cut(f[0], "-")
-		if !ok {
-			continue
-		}
-		start, err1 := strconv.ParseUint(lo, 16, 64)
-		end, err2 := strconv.ParseUint(hi, 16, 64)
-		off, err3 := strconv.ParseUint(f[2], 16, 64)
-		if err1 != nil || err2 != nil || err3 != nil || end <= start {
-			continue
-		}
-		out = append(out, mapping{start, end, off, strings.Join(f[5:], " ")})
-	}
-	return out
 }
 
 // read fills b from process memory at addr.

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"blockprof/internal/elfinfo"
 )
 
 func needTools(t testing.TB, tools ...string) {
@@ -88,7 +90,7 @@ func buildID(t testing.TB, bin string) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	gnu, _ := readBuildIDs(f)
+	gnu, _ := elfinfo.BuildIDs(f)
 	if gnu == "" {
 		t.Fatalf("%s has no build ID", bin)
 	}
@@ -228,7 +230,7 @@ func doBuildC(dir string) (*cBuild, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, _ := readBuildIDs(f)
+	id, _ := elfinfo.BuildIDs(f)
 	f.Close()
 	if id == "" {
 		return nil, fmt.Errorf("no build ID in %s.debug", b.stripped)

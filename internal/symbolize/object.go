@@ -3,11 +3,12 @@ package symbolize
 import (
 	"debug/elf"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"sync"
+
+	"blockprof/internal/elfinfo"
 )
 
 // maxCachedAddrs bounds the per-file cache of resolved addresses.
@@ -92,14 +93,14 @@ func newObject(r io.ReaderAt, c io.Closer) (o *object, err error) {
 			exec: p.Flags&elf.PF_X != 0,
 		})
 	}
-	gnu, goID := readBuildIDs(ef)
+	gnu, goID := elfinfo.BuildIDs(ef)
 	o.gnuID = gnu
 	o.buildID = gnu
 	if o.buildID == "" {
 		o.buildID = goID
 	}
 	o.debuglink, o.debugCRC = readDebuglink(ef)
-	o.isGo = goID != "" || ef.Section(".gopclntab") != nil || ef.Section(".go.buildinfo") != nil
+	o.isGo = goID != "" || elfinfo.IsGo(ef)
 	return o, nil
 }
 
@@ -112,53 +113,6 @@ func (o *object) close() error {
 		errs = append(errs, o.closer.Close())
 	}
 	return errors.Join(errs...)
-}
-
-const maxNoteSize = 1 << 20
-
-// readBuildIDs returns the GNU build ID (hex) and the Go build ID.
-func readBuildIDs(ef *elf.File) (gnu, goID string) {
-	scan := func(data []byte) {
-		for len(data) >= 12 {
-			namesz := uint64(ef.ByteOrder.Uint32(data[0:]))
-			descsz := uint64(ef.ByteOrder.Uint32(data[4:]))
-			typ := ef.ByteOrder.Uint32(data[8:])
-			data = data[12:]
-			nameEnd := align4(namesz)
-			descEnd := nameEnd + align4(descsz)
-			if nameEnd > uint64(len(data)) || descEnd > uint64(len(data)) || descEnd < nameEnd {
-				return
-			}
-			name := data[:namesz]
-			desc := data[nameEnd : nameEnd+descsz]
-			switch {
-			case typ == 3 && string(name) == "GNU\x00" && gnu == "": // NT_GNU_BUILD_ID
-				gnu = hex.EncodeToString(desc)
-			case typ == 4 && string(name) == "Go\x00\x00" && goID == "": // Go's build ID note
-				goID = string(desc)
-			}
-			data = data[descEnd:]
-		}
-	}
-	for _, s := range ef.Sections {
-		if s.Type == elf.SHT_NOTE && s.Size <= maxNoteSize {
-			if data, err := s.Data(); err == nil {
-				scan(data)
-			}
-		}
-	}
-	if gnu == "" && goID == "" {
-		// No section headers (or stripped ones): try the segments.
-		for _, p := range ef.Progs {
-			if p.Type == elf.PT_NOTE && p.Filesz <= maxNoteSize {
-				data := make([]byte, p.Filesz)
-				if n, _ := p.ReadAt(data, 0); uint64(n) == p.Filesz {
-					scan(data)
-				}
-			}
-		}
-	}
-	return gnu, goID
 }
 
 func align4(n uint64) uint64 { return (n + 3) &^ 3 }

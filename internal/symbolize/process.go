@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"blockprof/internal/procmaps"
 )
 
 // Process holds the executable mappings of one process, with their files
@@ -56,7 +58,7 @@ func (s *Symbolizer) Attach(pid int) (*Process, error) {
 	return p, nil
 }
 
-func (p *Process) readMaps() ([]mapEntry, error) {
+func (p *Process) readMaps() ([]procmaps.Mapping, error) {
 	data, err := os.ReadFile(filepath.Join(p.procDir, "maps"))
 	if err != nil {
 		if errors.Is(err, syscall.ESRCH) {
@@ -64,7 +66,7 @@ func (p *Process) readMaps() ([]mapEntry, error) {
 		}
 		return nil, err
 	}
-	return parseMaps(data)
+	return procmaps.Parse(data)
 }
 
 // Refresh re-reads the memory map after dlopen or exec. Regions that are
@@ -132,20 +134,20 @@ func (p *Process) Main() *Mapping {
 
 // build turns maps entries into regions, reusing the old region (and
 // *Mapping) of every unchanged entry.
-func (p *Process) build(entries []mapEntry, old []region) ([]region, *Mapping) {
+func (p *Process) build(entries []procmaps.Mapping, old []region) ([]region, *Mapping) {
 	prev := make(map[regionKey]region, len(old))
 	for _, r := range old {
 		prev[r.key] = r
 	}
 	exe := ""
 	if l, err := os.Readlink(filepath.Join(p.procDir, "exe")); err == nil {
-		exe = strings.TrimSuffix(l, deletedSuffix)
+		exe = strings.TrimSuffix(l, procmaps.DeletedSuffix)
 	}
 	var regions []region
 	var main, firstFile *Mapping
 	for i := range entries {
 		e := &entries[i]
-		if !e.exec() || e.End <= e.Start {
+		if !e.Exec() || e.End <= e.Start {
 			continue
 		}
 		k := regionKey{e.Start, e.End, e.Offset, e.Inode, e.Path}
@@ -158,7 +160,7 @@ func (p *Process) build(entries []mapEntry, old []region) ([]region, *Mapping) {
 			continue // maps is sorted and disjoint; ignore anything else
 		}
 		regions = append(regions, r)
-		if e.fileBacked() {
+		if e.FileBacked() {
 			if firstFile == nil {
 				firstFile = r.m
 			}
@@ -173,11 +175,11 @@ func (p *Process) build(entries []mapEntry, old []region) ([]region, *Mapping) {
 	return regions, main
 }
 
-func (p *Process) newRegion(e *mapEntry) region {
+func (p *Process) newRegion(e *procmaps.Mapping) region {
 	m := &Mapping{Start: e.Start, Limit: e.End, Offset: e.Offset, File: e.Path}
 	var obj *object
 	switch {
-	case e.fileBacked():
+	case e.FileBacked():
 		obj = p.openFile(e)
 	case e.Path == "[vdso]":
 		obj = p.openVDSO(e)
@@ -194,7 +196,7 @@ func (p *Process) newRegion(e *mapEntry) region {
 
 // openFile opens a mapped file as the target sees it, falling back to
 // map_files when the path is gone or now names another file.
-func (p *Process) openFile(e *mapEntry) *object {
+func (p *Process) openFile(e *procmaps.Mapping) *object {
 	src := fileSource{path: e.Path, procRoot: filepath.Join(p.procDir, "root")}
 	if !e.Deleted {
 		if f, err := os.Open(filepath.Join(src.procRoot, e.Path)); err == nil {
@@ -230,7 +232,7 @@ func sameInode(f *os.File, ino uint64) bool {
 
 // openVDSO reads the [vdso] image out of the target's memory; it is an ELF
 // file with a dynamic symbol table.
-func (p *Process) openVDSO(e *mapEntry) *object {
+func (p *Process) openVDSO(e *procmaps.Mapping) *object {
 	size := e.End - e.Start
 	if size > maxVDSOSize {
 		return nil

@@ -1,11 +1,9 @@
-package main
+package engine
 
 import (
+	"errors"
 	"fmt"
-	"io"
-	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,8 +14,6 @@ import (
 	"blockprof/internal/symbolize"
 	"blockprof/internal/syscalls"
 	"blockprof/profiles"
-
-	"golang.org/x/sys/unix"
 )
 
 // recordKey identifies one aggregation bucket across drains: stack IDs are
@@ -42,42 +38,89 @@ func recordKeyOf(r *attach.Record, py string) recordKey {
 
 // recorder accumulates what the kernel aggregated, drain after drain.
 type recorder struct {
-	cfg                  *recordConfig
-	stderr               io.Writer
-	sess                 *attach.Session
-	sym                  *symbolize.Symbolizer
-	procs                map[uint32]*symbolize.Process
-	agg                  map[recordKey]*attach.Record
-	start, attached, end time.Time
-	blocked, runQueue    time.Duration
-	intervals            uint64
-	drains               int
-	ignoreTIDs           map[uint32]bool   // threads of the exec gate, not of the command
-	unwSig               map[uint32]string // executable mappings as last given to the unwinder
-	unwWarned            bool
+	cfg   Config
+	src   source
+	sym   *symbolize.Symbolizer
+	procs map[uint32]*symbolize.Process
+	win   window
+	// began: Start was called; attached: counting started.
+	began, attached time.Time
+	endMono         time.Duration // when counting stopped, on the kernel's clock
+	drains          int
+	ignoreTIDs      map[uint32]bool   // threads of the exec gate, not of the command
+	unwSig          map[uint32]string // executable mappings as last given to the unwinder
+	unwWarned       bool
+	// Kernel counters are for the whole session: their values at the
+	// last window's end, to report a window's part.
+	lastDrops map[string]uint64
+	lastLat   map[latencyKey]attach.Latency
 
 	// Python targets (python.go).
-	python       bool   // the frame walker is loaded
-	child        uint32 // the launched command's pid, 0 with -p
-	pys          map[uint32]*pyProc
-	pyLocs       map[string][]symbolize.Location
-	pyUnresolved uint64 // intervals with a Python frame that could not be named
+	python bool   // the frame walker is loaded
+	child  uint32 // the launched command's pid, 0 with -p
+	pys    map[uint32]*pyProc
+	pyLocs map[string][]symbolize.Location
 
 	loop *loopTracker // loop mode (loop.go), nil when off
+}
+
+// window is what was drained since the last snapshot.
+type window struct {
+	start, end        time.Time
+	agg               map[recordKey]*attach.Record
+	blocked, runQueue time.Duration
+	intervals         uint64
+	pyUnresolved      uint64 // intervals with a Python frame that could not be named
+}
+
+func newWindow(start time.Time) window {
+	return window{start: start, agg: map[recordKey]*attach.Record{}}
+}
+
+func newRecorder(cfg Config, src source, sym *symbolize.Symbolizer) recorder {
+	r := recorder{cfg: cfg, src: src, sym: sym, procs: map[uint32]*symbolize.Process{},
+		win: newWindow(time.Now()), pys: map[uint32]*pyProc{}, pyLocs: map[string][]symbolize.Location{},
+		unwSig: map[uint32]string{}, lastDrops: map[string]uint64{}, lastLat: map[latencyKey]attach.Latency{}}
+	if cfg.Loop.on() {
+		r.loop = newLoopTracker(cfg.Loop.Stall)
+	}
+	return r
 }
 
 func (r *recorder) drain() error {
 	if r.loop != nil {
 		// Before the drain: see loop.go on when an iteration is decided.
-		if err := r.loop.poll(r.sess); err != nil {
+		if err := r.loop.poll(r.src); err != nil {
 			return err
 		}
 	}
-	recs, err := r.sess.Drain()
+	recs, err := r.src.Drain()
 	if err != nil {
 		return err
 	}
 	r.drains++
+	r.add(recs)
+	if r.loop != nil {
+		r.loop.settle()
+	}
+	r.retryPythons()
+	// New mappings (dlopen, exec) are picked up while the process lives.
+	if r.drains%5 == 0 {
+		for _, p := range r.procs {
+			if p != nil && !p.Exited() {
+				_ = p.Refresh()
+			}
+		}
+	}
+	// New code (dlopen, exec) gets its unwind tables within a drain.
+	r.refreshUnwind()
+	return nil
+}
+
+// add merges drained records into the window: by key, Python frames
+// resolved while the process lives, loop-tagged records to their iteration.
+func (r *recorder) add(recs []attach.Record) {
+	w := &r.win
 	for i := range recs {
 		rec := &recs[i]
 		if r.ignoreTIDs[rec.TID] {
@@ -96,38 +139,23 @@ func (r *recorder) drain() error {
 		if rec.LoopSeq != 0 && r.loop != nil {
 			r.loop.add(rec, k.py)
 			// On-CPU samples are for stalls only; preemptions too,
-			// unless asked for (--preempted).
-			if rec.Kind == attach.OnCPU || (rec.Kind == attach.Preempted && !r.cfg.preempted) {
+			// unless asked for (Preempted).
+			if rec.Kind == attach.OnCPU || (rec.Kind == attach.Preempted && !r.cfg.Preempted) {
 				continue
 			}
 		}
-		r.blocked += rec.Blocked
-		r.runQueue += rec.RunQueue
-		r.intervals += rec.Count
-		if have, ok := r.agg[k]; ok {
+		w.blocked += rec.Blocked
+		w.runQueue += rec.RunQueue
+		w.intervals += rec.Count
+		if have, ok := w.agg[k]; ok {
 			have.Count += rec.Count
 			have.Blocked += rec.Blocked
 			have.RunQueue += rec.RunQueue
 			have.Bytes += rec.Bytes
 			continue
 		}
-		r.agg[k] = rec
+		w.agg[k] = rec
 	}
-	if r.loop != nil {
-		r.loop.settle()
-	}
-	r.retryPythons()
-	// New mappings (dlopen, exec) are picked up while the process lives.
-	if r.drains%5 == 0 {
-		for _, p := range r.procs {
-			if p != nil && !p.Exited() {
-				_ = p.Refresh()
-			}
-		}
-	}
-	// New code (dlopen, exec) gets its unwind tables within a drain.
-	r.refreshUnwind()
-	return nil
 }
 
 // attachProcess takes what symbolization will need from a live process.
@@ -149,43 +177,59 @@ func (r *recorder) attachChildren() {
 		if p == nil || p.Exited() {
 			continue
 		}
-		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", tgid))
-		for _, f := range tasks {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				continue
-			}
-			for _, field := range strings.Fields(string(b)) {
-				pid, err := strconv.ParseUint(field, 10, 32)
-				if err != nil {
-					continue
-				}
-				if _, ok := r.procs[uint32(pid)]; !ok {
-					r.attachProcess(uint32(pid))
-				}
+		for _, pid := range children(tgid) {
+			if _, ok := r.procs[pid]; !ok {
+				r.attachProcess(pid)
 			}
 		}
 	}
 }
 
-func (r *recorder) statusText() string {
-	return fmt.Sprintf("recording %s  off-CPU %s blocked, %s run-queue  (%d intervals)",
-		time.Since(r.attached).Round(time.Second), r.blocked.Round(time.Millisecond),
-		r.runQueue.Round(time.Millisecond), r.intervals)
+func (r *recorder) status() Status {
+	return Status{Elapsed: time.Since(r.attached), Blocked: r.win.blocked, RunQueue: r.win.runQueue, Intervals: r.win.intervals}
 }
 
-// profile symbolizes everything recorded and builds the profile to write.
-func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Thread, lat []attach.Latency, why string, args []string) *profiles.Profile {
+// snapshot drains, returns the window so far as a profile, and starts the
+// next window.
+func (r *recorder) snapshot() (*profiles.Profile, error) {
+	if err := r.drain(); err != nil {
+		return nil, err
+	}
+	r.win.end = time.Now()
+	drops, derr := r.src.Drops()
+	threads, terr := r.src.Threads()
+	lat, lerr := r.src.Latencies()
+	if err := errors.Join(derr, terr, lerr); err != nil {
+		return nil, err
+	}
+	p := r.profile(drops, threads, lat, "snapshot")
+	r.win = newWindow(r.win.end)
+	if r.loop != nil {
+		r.loop.cut()
+	}
+	return p, nil
+}
+
+// profile symbolizes the window and builds its profile. drops and lat are
+// the kernel's counters since counting started: the window gets its part.
+func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Thread, lat []attach.Latency, why string) *profiles.Profile {
+	w := &r.win
 	p := &profiles.Profile{
-		Start:     r.attached,
-		Duration:  r.end.Sub(r.attached),
+		Start:     w.start,
+		Duration:  w.end.Sub(w.start),
 		Drops:     map[string]uint64{},
 		Processes: map[int]profiles.Process{},
 	}
+	p.Comments = append(p.Comments, r.cfg.Comments...)
 	p.Comments = append(p.Comments,
-		"blockprof record "+strings.Join(args, " "),
-		fmt.Sprintf("stopped: %s; attach took %s", why, r.attached.Sub(r.start).Round(time.Millisecond)))
-	for reason, n := range drops {
+		fmt.Sprintf("stopped: %s; attach took %s", why, r.attached.Sub(r.began).Round(time.Millisecond)))
+	if r.cfg.Duration > 0 && w.start.Equal(r.attached) && p.Duration < r.cfg.Duration {
+		p.Asked = r.cfg.Duration
+		p.Stopped = why
+	}
+	for reason, total := range drops {
+		n := total - r.lastDrops[reason]
+		r.lastDrops[reason] = total
 		switch {
 		case reason == "filtered":
 			if n > 0 {
@@ -196,16 +240,16 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 		}
 	}
 
-	keys := make([]recordKey, 0, len(r.agg))
-	for k := range r.agg {
+	keys := make([]recordKey, 0, len(w.agg))
+	for k := range w.agg {
 		keys = append(keys, k)
 	}
-	sort.Slice(keys, func(i, j int) bool { return r.agg[keys[i]].Blocked > r.agg[keys[j]].Blocked })
+	sort.Slice(keys, func(i, j int) bool { return w.agg[keys[i]].Blocked > w.agg[keys[j]].Blocked })
 	var filtered uint64
 	for _, k := range keys {
-		s, ok := r.sample(p, r.agg[k], k.py, threads, false)
+		s, ok := r.sample(p, w.agg[k], k.py, threads, false)
 		if !ok {
-			filtered += r.agg[k].Count
+			filtered += w.agg[k].Count
 			continue
 		}
 		p.Samples = append(p.Samples, s)
@@ -215,25 +259,25 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 	if filtered > 0 {
 		p.Comments = append(p.Comments, fmt.Sprintf("%d intervals left out by --target", filtered))
 	}
-	if u := r.sess.UnwindStats(); u.Files+u.FilesFailed+u.FilesNoRoom > 0 {
+	if u := r.src.UnwindStats(); u.Files+u.FilesFailed+u.FilesNoRoom > 0 {
 		p.Comments = append(p.Comments, fmt.Sprintf(
 			"unwind tables: %d files, %d rows (%d unsupported); frame pointers only for %d files without tables, %d that did not fit, %d mappings over the limit",
 			u.Files, u.Rows, u.UnsupportedRows, u.FilesFailed, u.FilesNoRoom, u.MappingsDropped))
 	}
-	p.Latency = latencyTable(lat, p.Samples)
+	p.Latency = latencyTable(r.windowLatencies(lat), p.Samples)
 	if r.loop != nil {
 		// After the idle rules and the latency table: stall samples
 		// are neither idle nor single intervals.
 		r.loopSamples(p, threads)
 	}
-	if r.pyUnresolved > 0 {
+	if w.pyUnresolved > 0 {
 		// Times are exact; only names are missing (not a loss).
 		p.Comments = append(p.Comments, fmt.Sprintf("%d intervals have Python frames left as [python+0x…]: "+
-			"their code objects were freed, or the process exited, before they could be read", r.pyUnresolved))
+			"their code objects were freed, or the process exited, before they could be read", w.pyUnresolved))
 	}
 
 	for tgid, proc := range r.procs {
-		info := profiles.Process{PID: int(tgid), Exited: !processExists(int(tgid))}
+		info := profiles.Process{PID: int(tgid), Exited: !ProcessExists(int(tgid))}
 		if proc != nil {
 			info.Main = proc.Main()
 		}
@@ -242,6 +286,33 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 		p.Processes[int(tgid)] = info
 	}
 	return p
+}
+
+// latencyKey identifies one kernel latency histogram.
+type latencyKey struct {
+	tgid   uint32
+	sysnr  int32
+	target *attach.Target
+}
+
+// windowLatencies turns the kernel's histograms (since counting started)
+// into the window's: the counts since the last window. A window's Max is
+// the session's when the window holds no larger interval: the kernel
+// keeps no per-window maximum.
+func (r *recorder) windowLatencies(lat []attach.Latency) []attach.Latency {
+	out := make([]attach.Latency, 0, len(lat))
+	for _, l := range lat {
+		k := latencyKey{l.TGID, l.SysNr, l.Target}
+		prev, seen := r.lastLat[k]
+		r.lastLat[k] = l
+		if seen {
+			for i := range l.Buckets {
+				l.Buckets[i] -= min(prev.Buckets[i], l.Buckets[i])
+			}
+		}
+		out = append(out, l)
+	}
+	return out
 }
 
 // sample symbolizes one record into a profile sample: kernel, user and
@@ -284,7 +355,7 @@ func (r *recorder) sample(p *profiles.Profile, rec *attach.Record, py string, th
 			s.SetNum("bytes", int64(rec.Bytes), "bytes")
 		}
 	}
-	if r.cfg.target != nil && !r.cfg.target.MatchString(target) {
+	if r.cfg.Target != nil && !r.cfg.Target.MatchString(target) {
 		return s, false
 	}
 	if w := rec.Waker.String(); w != "" {
@@ -320,7 +391,7 @@ func (r *recorder) sample(p *profiles.Profile, rec *attach.Record, py string, th
 			s.Labels["idle"] = rule
 		}
 	}
-	if r.cfg.targetFrames && rec.Target != nil && sys != "none" {
+	if r.cfg.TargetFrames && rec.Target != nil && sys != "none" {
 		// Leaf-most, so flame graphs end in what was waited on.
 		s.Stack = append([]symbolize.Location{profiles.SyntheticLocation(
 			"[" + sys + " " + rec.Target.Short() + "]")}, s.Stack...)
@@ -415,8 +486,8 @@ func latencyTable(hists []attach.Latency, samples []profiles.Sample) []profiles.
 		out = append(out, profiles.Latency{
 			Syscall: k.syscall, Target: k.target, Idle: !e.nonIdle,
 			Count: e.count, Total: e.total, Max: a.max,
-			P50: percentile(a.buckets[:], n, 0.50, a.max),
-			P99: percentile(a.buckets[:], n, 0.99, a.max)})
+			P50: percentile(a.buckets[:], uint64(n), 0.50, latencyBucketEdge, a.max),
+			P99: percentile(a.buckets[:], uint64(n), 0.99, latencyBucketEdge, a.max)})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Total != out[j].Total {
@@ -516,20 +587,6 @@ func markThreadPools(samples []profiles.Sample) {
 	}
 }
 
-// percentile is the upper edge of the log2 bucket holding quantile q,
-// capped at the largest interval seen.
-func percentile(buckets []uint64, count int64, q float64, maxSeen time.Duration) time.Duration {
-	rank := int64(math.Ceil(q * float64(count)))
-	var seen int64
-	for i, n := range buckets {
-		seen += int64(n)
-		if seen >= rank {
-			return min(time.Duration(uint64(2)<<i), maxSeen)
-		}
-	}
-	return maxSeen
-}
-
 // syscallLabel names the syscall a thread blocked in, or "none" (page
 // fault, in-kernel wait after an interrupt). orig_ax holds a syscall number
 // only after a syscall entry, so with a kernel stack at hand the entry frame
@@ -605,39 +662,4 @@ func stateLetter(state uint32) string {
 		return "P"
 	}
 	return fmt.Sprintf("0x%x", state)
-}
-
-func cmdline(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
-}
-
-// statusLine is the one live line on a terminal's stderr while recording.
-type statusLine struct {
-	w  io.Writer
-	on bool
-}
-
-func newStatusLine(w io.Writer, quiet bool) *statusLine {
-	on := false
-	if f, ok := w.(*os.File); ok && !quiet {
-		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-		on = err == nil
-	}
-	return &statusLine{w: w, on: on}
-}
-
-func (s *statusLine) show(text string) {
-	if s.on {
-		fmt.Fprintf(s.w, "\r\033[K%s", text)
-	}
-}
-
-func (s *statusLine) clear() {
-	if s.on {
-		fmt.Fprint(s.w, "\r\033[K")
-	}
 }

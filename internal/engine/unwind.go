@@ -1,28 +1,24 @@
-package main
+package engine
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"os"
 	"strings"
+
+	"blockprof/internal/procmaps"
 )
 
 // execMappings is the signature of a process's executable mappings: the
 // lines of /proc/PID/maps with code in them. Tables are (re)loaded when it
 // changes (the dynamic loader mapping libraries after exec, dlopen).
 func execMappings(pid uint32) (string, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := procmaps.Read(int(pid))
 	if err != nil {
 		return "", false
 	}
 	var sig strings.Builder
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) >= 2 && strings.Contains(f[1], "x") {
-			sig.WriteString(sc.Text())
-			sig.WriteByte('\n')
+	for _, m := range maps {
+		if m.Exec() {
+			fmt.Fprintf(&sig, "%x-%x %x %d %s %t\n", m.Start, m.End, m.Offset, m.Inode, m.Path, m.Deleted)
 		}
 	}
 	return sig.String(), true
@@ -32,7 +28,7 @@ func execMappings(pid uint32) (string, bool) {
 // mappings changed since the last time. Until then its stacks are walked
 // with frame pointers; a failure is reported once and leaves it so.
 func (r *recorder) loadUnwind(tgid uint32) {
-	if !r.cfg.unwind {
+	if !r.cfg.Unwind {
 		return
 	}
 	sig, ok := execMappings(tgid)
@@ -40,9 +36,9 @@ func (r *recorder) loadUnwind(tgid uint32) {
 		return
 	}
 	r.unwSig[tgid] = sig
-	if err := r.sess.AddUnwind(int(tgid)); err != nil && !r.unwWarned {
+	if err := r.src.AddUnwind(int(tgid)); err != nil && !r.unwWarned {
 		r.unwWarned = true
-		fmt.Fprintf(r.stderr, "blockprof: unwind tables for pid %d: %v (frame pointers only)\n", tgid, err)
+		r.warn("unwind tables for pid %d: %v (frame pointers only)", tgid, err)
 	}
 }
 

@@ -1,14 +1,17 @@
-package symbolize
+// Package procmaps reads a process's memory map, /proc/PID/maps: the one
+// parser every package that looks at mappings uses.
+package procmaps
 
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 )
 
-// mapEntry is one line of /proc/PID/maps.
-type mapEntry struct {
+// Mapping is one line of /proc/PID/maps.
+type Mapping struct {
 	Start, End, Offset uint64
 	Perms              string // e.g. "r-xp"
 	DevMajor, DevMinor uint32
@@ -17,20 +20,32 @@ type mapEntry struct {
 	Deleted            bool
 }
 
-func (e *mapEntry) exec() bool { return len(e.Perms) >= 3 && e.Perms[2] == 'x' }
+// Exec reports whether the mapping is executable.
+func (e *Mapping) Exec() bool { return len(e.Perms) >= 3 && e.Perms[2] == 'x' }
 
-// fileBacked reports whether Path names a file rather than a pseudo region
+// FileBacked reports whether Path names a file rather than a pseudo region
 // such as "[heap]" or "[vdso]".
-func (e *mapEntry) fileBacked() bool {
+func (e *Mapping) FileBacked() bool {
 	return e.Inode != 0 && strings.HasPrefix(e.Path, "/")
 }
 
-const deletedSuffix = " (deleted)"
+// DeletedSuffix is what the kernel appends to the path of a deleted file,
+// in maps and in /proc/PID/exe.
+const DeletedSuffix = " (deleted)"
 
-// parseMaps parses the contents of /proc/PID/maps. It returns nil and an
+// Read reads and parses /proc/PID/maps.
+func Read(pid int) ([]Mapping, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data)
+}
+
+// Parse parses the contents of /proc/PID/maps. It returns nil and an
 // error on the first malformed line, so a half-parsed map is never used.
-func parseMaps(data []byte) ([]mapEntry, error) {
-	var out []mapEntry
+func Parse(data []byte) ([]Mapping, error) {
+	var out []Mapping
 	for lineno := 1; len(data) > 0; lineno++ {
 		var line []byte
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
@@ -41,14 +56,14 @@ func parseMaps(data []byte) ([]mapEntry, error) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue
 		}
-		e, err := parseMapsLine(string(line))
+		e, err := parseLine(string(line))
 		if err != nil {
 			return nil, fmt.Errorf("maps line %d: %w", lineno, err)
 		}
 		out = append(out, e)
 	}
 	if out == nil {
-		out = []mapEntry{}
+		out = []Mapping{}
 	}
 	return out, nil
 }
@@ -63,8 +78,8 @@ func nextField(s string) (field, rest string) {
 	return s[:i], s[i:]
 }
 
-func parseMapsLine(line string) (mapEntry, error) {
-	var e mapEntry
+func parseLine(line string) (Mapping, error) {
+	var e Mapping
 	rng, rest := nextField(line)
 	perms, rest := nextField(rest)
 	off, rest := nextField(rest)
@@ -109,7 +124,7 @@ func parseMapsLine(line string) (mapEntry, error) {
 	}
 	// The path is the rest of the line and may itself contain spaces.
 	path := strings.TrimLeft(rest, " \t")
-	if p, ok := strings.CutSuffix(path, deletedSuffix); ok && e.Inode != 0 {
+	if p, ok := strings.CutSuffix(path, DeletedSuffix); ok && e.Inode != 0 {
 		path, e.Deleted = p, true
 	}
 	e.Path = path

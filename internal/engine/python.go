@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"errors"
@@ -76,15 +76,15 @@ func (r *recorder) attachPython(tgid uint32) {
 	var unsup *python.UnsupportedError
 	switch {
 	case err == nil:
-		if err := r.sess.AddPython(tgid, t); err != nil {
-			fmt.Fprintf(r.stderr, "blockprof: warning: pid %d: %v; native stacks only\n", tgid, err)
+		if err := r.src.AddPython(tgid, t); err != nil {
+			r.warn("warning: pid %d: %v; native stacks only", tgid, err)
 			t.Close()
 		} else {
 			p.t = t
 		}
 		p.done = true
 	case errors.As(err, &unsup):
-		fmt.Fprintf(r.stderr, "blockprof: warning: pid %d runs %v; native stacks only\n", tgid, unsup)
+		r.warn("warning: pid %d runs %v; native stacks only", tgid, unsup)
 		p.done = true
 	case time.Since(p.firstSeen) > pyRetryFor:
 		p.done = true
@@ -99,7 +99,7 @@ func (r *recorder) retryPythons() {
 		switch {
 		case !p.done:
 			r.attachPython(tgid)
-		case p.t != nil && !p.closed && !processExists(int(tgid)):
+		case p.t != nil && !p.closed && !ProcessExists(int(tgid)):
 			p.t.Close()
 			p.closed = true
 		}
@@ -129,7 +129,7 @@ func (r *recorder) resolvePython(rec *attach.Record) ([]symbolize.Location, stri
 					File: fr.File, Line: fr.Line, StartLine: fr.FirstLine}}
 				fmt.Fprintf(&key, "%s\x00%s\x00%d\x01", fr.Function, fr.File, fr.Line)
 			} else {
-				r.pyUnresolved += rec.Count
+				r.win.pyUnresolved += rec.Count
 			}
 		}
 		if len(loc.Frames) == 0 {
@@ -188,8 +188,9 @@ func splicePython(native, py []symbolize.Location) []symbolize.Location {
 }
 
 // watchPython sends each Python stack the kernel stores to the recording
-// loop, which reads its code objects at once (prefetchPython).
-func (r *recorder) watchPython() <-chan *attach.PyStack {
+// loop, which reads its code objects at once (prefetchPython), until the
+// session closes or the loop ends (done).
+func (r *recorder) watchPython(done <-chan struct{}) <-chan *attach.PyStack {
 	if !r.python {
 		return nil
 	}
@@ -197,11 +198,15 @@ func (r *recorder) watchPython() <-chan *attach.PyStack {
 	go func() {
 		defer close(ch)
 		for {
-			st, err := r.sess.NextPythonStack()
+			st, err := r.src.NextPythonStack()
 			if err != nil {
 				return
 			}
-			ch <- st
+			select {
+			case ch <- st:
+			case <-done:
+				return
+			}
 		}
 	}()
 	return ch

@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"fmt"
@@ -45,21 +45,23 @@ type loopTracker struct {
 	order   []loopIter // stalls in the order reported
 	threads map[uint32]attach.LoopThread
 	lost    uint64 // tagged records of an iteration that was abandoned or never decided
+	// base is each thread's counters at the last window's end (Snapshot).
+	base map[uint32]attach.LoopThread
 }
 
 func newLoopTracker(stall time.Duration) *loopTracker {
 	return &loopTracker{stall: stall, pending: map[loopIter][]loopRecord{},
-		stalls: map[loopIter]*loopStall{}, threads: map[uint32]attach.LoopThread{}}
+		stalls: map[loopIter]*loopStall{}, threads: map[uint32]attach.LoopThread{}, base: map[uint32]attach.LoopThread{}}
 }
 
 // poll takes the loop threads' state and then the stalls reported so far
 // (in that order: see the top).
-func (t *loopTracker) poll(sess *attach.Session) error {
-	threads, err := sess.LoopThreads()
+func (t *loopTracker) poll(src source) error {
+	threads, err := src.LoopThreads()
 	if err != nil {
 		return err
 	}
-	events, err := sess.LoopEvents()
+	events, err := src.LoopEvents()
 	for _, e := range events {
 		if e.Kind != attach.LoopStall {
 			continue
@@ -135,6 +137,21 @@ func (t *loopTracker) finish(now time.Duration) {
 		t.lost += uint64(len(recs))
 	}
 	t.pending = map[loopIter][]loopRecord{}
+}
+
+// cut ends a window (Snapshot): its stalls were reported and are
+// forgotten (records of theirs drained later are dropped, as those of a
+// fast iteration), and the threads' counters so far become the next
+// window's base.
+func (t *loopTracker) cut() {
+	for _, it := range t.order {
+		delete(t.stalls, it)
+	}
+	t.order = nil
+	t.lost = 0
+	for tid, th := range t.threads {
+		t.base[tid] = th
+	}
 }
 
 // loopAlive is true while a loop thread lives and its loop does: for an
@@ -227,11 +244,19 @@ const unsampledKey = "\x00unsampled"
 func (t *loopTracker) loops(threads map[uint32]attach.Thread) []profiles.Loop {
 	var out []profiles.Loop
 	for _, th := range t.threads {
+		// The window's part of the kernel's counters.
+		iterations, hist := th.Iterations, th.Hist
+		if b, ok := t.base[th.TID]; ok {
+			iterations -= min(b.Iterations, iterations)
+			for i := range hist {
+				hist[i] -= min(b.Hist[i], hist[i])
+			}
+		}
 		l := profiles.Loop{PID: int(th.TGID), TID: int(th.TID), Wait: syscalls.Name(int64(th.SysNr)),
-			Iterations: int64(th.Iterations), Max: th.Max}
+			Iterations: int64(iterations), Max: th.Max}
 		l.Thread, l.Comm = threadNames(threads, th.TGID, th.TID)
-		l.P50 = loopPercentile(th.Hist[:], th.Iterations, 0.50, th.Max)
-		l.P99 = loopPercentile(th.Hist[:], th.Iterations, 0.99, th.Max)
+		l.P50 = percentile(hist[:], iterations, 0.50, loopBucketEdge, th.Max)
+		l.P99 = percentile(hist[:], iterations, 0.99, loopBucketEdge, th.Max)
 		for _, it := range t.order {
 			if it.tid != th.TID {
 				continue
@@ -258,22 +283,10 @@ func (t *loopTracker) loops(threads map[uint32]attach.Thread) []profiles.Loop {
 	return out
 }
 
-// loopPercentile is the upper edge of the histogram bucket holding
-// quantile q, capped at the largest iteration seen.
-func loopPercentile(hist []uint64, n uint64, q float64, maxSeen time.Duration) time.Duration {
-	if n == 0 {
-		return 0
-	}
-	rank := uint64(q*float64(n) + 0.999999)
-	var seen uint64
-	for b, c := range hist {
-		seen += c
-		if seen >= rank {
-			_, hi := attach.LoopBucketBounds(b)
-			return min(hi, maxSeen)
-		}
-	}
-	return maxSeen
+// loopBucketEdge is the upper edge of an iteration histogram bucket.
+func loopBucketEdge(b int) time.Duration {
+	_, hi := attach.LoopBucketBounds(b)
+	return hi
 }
 
 // loopSamples turns the stall shares into profile samples.
@@ -302,7 +315,7 @@ func (r *recorder) loopSamples(p *profiles.Profile, threads map[uint32]attach.Th
 		p.Samples = append(p.Samples, s)
 	}
 	p.Loops = r.loop.loops(threads)
-	p.Stall = r.cfg.stall
+	p.Stall = r.cfg.Loop.Stall
 	if r.loop.lost > 0 {
 		p.Comments = append(p.Comments, fmt.Sprintf("%d loop records of iterations never decided (thread re-elected its loop wait, or gone)", r.loop.lost))
 	}
