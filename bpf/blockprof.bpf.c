@@ -57,6 +57,11 @@ volatile const bool cfg_loop = 0;
 volatile const bool cfg_loop_auto = 0;   /* find loop threads by behaviour, not only loop_tids */
 volatile const u64 cfg_loop_stall_ns = 100000000;
 
+/* When counting stops (CLOCK_MONOTONIC; 0: not yet): user space sets it
+ * just before detaching, so the window ends exactly there however long
+ * the detach takes. Intervals are cut there, none opens after it. */
+volatile u64 counting_until = 0;
+
 /* Which aggregation map (0..2) is written; user space moves it on. */
 volatile u32 active_agg = 0;
 /* Adds in flight per aggregation map: user space drains a map only once
@@ -411,6 +416,8 @@ static __always_inline void close_interval(struct task_struct *t, struct task_st
 {
 	u64 out = st->ts_out, wake = st->ts_wake;
 	st->ts_out = 0;
+	if (counting_until && now > counting_until)
+		now = counting_until;
 	if (now <= out)
 		return;
 	bool woken = wake && wake >= out && wake <= now;
@@ -923,6 +930,8 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 
 	if (!is_target(prev))
 		return 0;
+	if (counting_until)
+		return 0; /* the window is over: nothing opens now */
 
 	u32 kind = KIND_BLOCKED;
 	if (prev_state == 0) {

@@ -32,6 +32,27 @@ type Profile struct {
 	// the iteration length that made a stall.
 	Loops []Loop
 	Stall time.Duration
+	// Waiting are the threads still off the CPU when the recording
+	// stopped, longest wait first, and Deadlocks the wait cycles among
+	// them (tids, each cycle from its smallest).
+	Waiting   []Waiting
+	Deadlocks [][]int
+}
+
+// Waiting is a thread that was still waiting when the recording stopped:
+// a stuck service's threads.
+type Waiting struct {
+	// Waited is how long its wait had lasted at the end (from the
+	// scheduler when it began before the recording; at least the
+	// recording's length).
+	Waited time.Duration
+	// Sample is the wait's own sample (its stack, syscall and target).
+	Sample Sample
+	// Holder is the thread holding the mutex it waits for, where the
+	// mutex records its owner (glibc pthread mutexes); 0 when none is
+	// known. HolderName is its name.
+	Holder     int
+	HolderName string
 }
 
 // Loop is one event-loop thread: its iterations (from the return of its

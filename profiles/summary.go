@@ -89,6 +89,7 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 			fmtDur(idleTime), thousands(idleCount), pluralWord(idleCount, "interval"))
 	}
 	writeLoops(add, p)
+	writeWaiting(add, p)
 
 	pts := make([]*procTotal, 0, len(procs))
 	for _, pt := range procs {

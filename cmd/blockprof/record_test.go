@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,6 +57,11 @@ type recording struct {
 	out    string
 	stdout bytes.Buffer
 	stderr bytes.Buffer
+	// keepEarlyWaits keeps the waits that began before counting started
+	// (labelled cut=before or both). Dropped by default: a workload's
+	// truth covers what it did after "go", and its threads waited for
+	// that "go" since before blockprof attached.
+	keepEarlyWaits bool
 }
 
 // startRecord runs `blockprof record ARGS -o OUT --ready-file R` and waits
@@ -130,6 +136,12 @@ func (r *recording) wait(t *testing.T) *profile.Profile {
 	}
 	t.Logf("blockprof first screen:\n%s", r.stdout.String())
 	p := readProfile(t, r.out)
+	if !r.keepEarlyWaits {
+		p.Sample = slices.DeleteFunc(p.Sample, func(s *profile.Sample) bool {
+			c := strings.Join(s.Label["cut"], "")
+			return c == "before" || c == "both"
+		})
+	}
 	for _, c := range p.Comments {
 		if !strings.HasPrefix(c, "dropped") {
 			continue

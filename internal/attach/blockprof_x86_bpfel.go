@@ -407,6 +407,7 @@ const (
 	blockprofVarCfgUserStacks       = "cfg_user_stacks"
 	blockprofVarCfgWakerStacks      = "cfg_waker_stacks"
 	blockprofVarCfgWakers           = "cfg_wakers"
+	blockprofVarCountingUntil       = "counting_until"
 	blockprofVarInflightAt          = "inflight_at"
 	blockprofVarInflightKstackNext  = "inflight_kstack_next"
 	blockprofVarLatZero             = "lat_zero"
@@ -539,6 +540,7 @@ type blockprofVariableSpecs struct {
 	CfgUserStacks       *ebpf.VariableSpec `ebpf:"cfg_user_stacks"`
 	CfgWakerStacks      *ebpf.VariableSpec `ebpf:"cfg_waker_stacks"`
 	CfgWakers           *ebpf.VariableSpec `ebpf:"cfg_wakers"`
+	CountingUntil       *ebpf.VariableSpec `ebpf:"counting_until"`
 	InflightAt          *ebpf.VariableSpec `ebpf:"inflight_at"`
 	InflightKstackNext  *ebpf.VariableSpec `ebpf:"inflight_kstack_next"`
 	LatZero             *ebpf.VariableSpec `ebpf:"lat_zero"`
@@ -672,6 +674,7 @@ type blockprofVariables struct {
 	CfgUserStacks       *ebpf.Variable `ebpf:"cfg_user_stacks"`
 	CfgWakerStacks      *ebpf.Variable `ebpf:"cfg_waker_stacks"`
 	CfgWakers           *ebpf.Variable `ebpf:"cfg_wakers"`
+	CountingUntil       *ebpf.Variable `ebpf:"counting_until"`
 	InflightAt          *ebpf.Variable `ebpf:"inflight_at"`
 	InflightKstackNext  *ebpf.Variable `ebpf:"inflight_kstack_next"`
 	LatZero             *ebpf.Variable `ebpf:"lat_zero"`

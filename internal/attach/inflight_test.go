@@ -107,9 +107,11 @@ func TestWaitsInProgress(t *testing.T) {
 			continue
 		}
 		// The kernel saw it leave the CPU just after the workload read
-		// its clock, before the blocking call.
+		// its clock, before the blocking call; the scheduler's clocks
+		// of two CPUs differ by up to some tens of ms in this VM (-27 ms
+		// measured).
 		began := time.Duration(w.Since * 1e9)
-		if d := wt.Since - began; d < -time.Millisecond || d > 50*time.Millisecond {
+		if d := wt.Since - began; d < -50*time.Millisecond || d > 50*time.Millisecond {
 			t.Errorf("%s: waiting since %v, the workload says %v (%v apart)", w.Func, wt.Since, began, d)
 		}
 	}

@@ -445,15 +445,26 @@ func (s *Session) Drain() ([]Record, error) {
 	return recs, nil
 }
 
-// Detach stops counting: the programs are unlinked, and once this returns
-// none of them runs any more (the kernel waits for running ones), so a
-// following Drain reads exact final sums. Maps stay readable until Close.
-func (s *Session) Detach() error {
+// Detach stops counting now: see DetachAt.
+func (s *Session) Detach() error { return s.DetachAt(Monotonic()) }
+
+// DetachAt stops counting at end (CLOCK_MONOTONIC, now or just before):
+// intervals are cut there and none opens after it, however long
+// unlinking takes. Once this returns no program runs any more (the kernel
+// waits for running ones), and the waits still in progress were closed at
+// end, so a following Drain reads exact final sums. Maps stay readable
+// until Close.
+func (s *Session) DetachAt(end time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Sampling events first: they hold the sampling program attached.
-	errs := []error{s.stopSampling()}
 	attached := s.links != nil
+	var errs []error
+	if attached && !s.closed {
+		end = max(end, s.countingSince)
+		errs = append(errs, s.objs.CountingUntil.Set(uint64(end)))
+	}
+	// Sampling events first: they hold the sampling program attached.
+	errs = append(errs, s.stopSampling())
 	for _, l := range s.links {
 		errs = append(errs, l.Close())
 	}
@@ -461,9 +472,9 @@ func (s *Session) Detach() error {
 	if attached && !s.closed {
 		// Nothing runs any more: the intervals still open are the waits
 		// in progress at the window's end.
-		s.countingUntil = Monotonic()
+		s.countingUntil = end
 		if s.waitsInProgress {
-			errs = append(errs, s.closeWaitsInProgress(s.countingUntil))
+			errs = append(errs, s.closeWaitsInProgress(end))
 		}
 	}
 	return errors.Join(errs...)

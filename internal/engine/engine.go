@@ -308,12 +308,21 @@ func (r *Recording) run(ctx context.Context, pids []int) {
 		}
 	}
 	// Detach first: the targets stop paying for us at once, and with no
-	// program left running the last drain is exact.
-	if err := r.src.Detach(); err != nil {
+	// program left running the last drain is exact. A recording that
+	// reached its duration ends exactly there (the kernel cuts its
+	// intervals at that moment), however late the timer fired.
+	end := attach.Monotonic()
+	if why == ReasonDuration {
+		end = min(end, r.src.CountingSince()+r.cfg.Duration)
+	}
+	if err := r.src.DetachAt(end); err != nil {
 		r.warn("detach: %v", err)
 	}
-	r.win.end = time.Now()
-	r.endMono = attach.Monotonic()
+	r.endMono = end
+	r.win.end = r.win.start.Add(end - r.src.CountingSince())
+	if !r.win.start.Equal(r.attached) {
+		r.win.end = time.Now() // after a snapshot: wall clock for windows
+	}
 	r.why = why
 	close(r.done)
 }
@@ -373,6 +382,7 @@ func (r *Recording) Stop(reason string) (*profiles.Profile, error) {
 	drops, derr := r.src.Drops()
 	threads, terr := r.src.Threads()
 	lat, lerr := r.src.Latencies()
+	r.loadWaiting()
 	if err := r.src.Close(); err != nil {
 		r.warn("unload: %v", err)
 	}

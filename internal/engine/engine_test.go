@@ -33,7 +33,8 @@ func (f *fakeSource) Drain() ([]attach.Record, error) {
 	f.batches = f.batches[1:]
 	return b, nil
 }
-func (f *fakeSource) Detach() error                              { f.detached = true; return nil }
+func (f *fakeSource) DetachAt(time.Duration) error               { f.detached = true; return nil }
+func (f *fakeSource) CountingSince() time.Duration               { return 0 }
 func (f *fakeSource) Close() error                               { return nil }
 func (f *fakeSource) Drops() (map[string]uint64, error)          { return f.drops, nil }
 func (f *fakeSource) Threads() (map[uint32]attach.Thread, error) { return f.threads, nil }

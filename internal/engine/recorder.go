@@ -29,11 +29,12 @@ type recordKey struct {
 	waker          attach.Waker
 	py             string // resolved Python frames (key of recorder.pyLocs), "" if none
 	uhash          uint64 // table-unwound user stack, 0 for frame pointers
+	cut            attach.Cut
 }
 
 // recordKeyOf is a record's key, with its resolved Python frames' key.
 func recordKeyOf(r *attach.Record, py string) recordKey {
-	return recordKey{r.TGID, r.TID, r.UserStackID, r.KernelStackID, r.State, r.Kind, r.SysNr, r.Fd, r.Target, r.Waker, py, r.UserStackHash}
+	return recordKey{r.TGID, r.TID, r.UserStackID, r.KernelStackID, r.State, r.Kind, r.SysNr, r.Fd, r.Target, r.Waker, py, r.UserStackHash, r.Cut}
 }
 
 // recorder accumulates what the kernel aggregated, drain after drain.
@@ -46,10 +47,14 @@ type recorder struct {
 	// began: Start was called; attached: counting started.
 	began, attached time.Time
 	endMono         time.Duration // when counting stopped, on the kernel's clock
-	drains          int
-	ignoreTIDs      map[uint32]bool   // threads of the exec gate, not of the command
-	unwSig          map[uint32]string // executable mappings as last given to the unwinder
-	unwWarned       bool
+	// Threads still waiting when counting stopped, and that moment
+	// (CLOCK_MONOTONIC), for the waits' labels (see waiting.go).
+	waiting    map[uint32]attach.Waiting
+	until      time.Duration
+	drains     int
+	ignoreTIDs map[uint32]bool   // threads of the exec gate, not of the command
+	unwSig     map[uint32]string // executable mappings as last given to the unwinder
+	unwWarned  bool
 	// Kernel counters are for the whole session: their values at the
 	// last window's end, to report a window's part.
 	lastDrops map[string]uint64
@@ -202,6 +207,7 @@ func (r *recorder) snapshot() (*profiles.Profile, error) {
 	if err := errors.Join(derr, terr, lerr); err != nil {
 		return nil, err
 	}
+	r.loadWaiting() // none while attached: open waits go on into the next window
 	p := r.profile(drops, threads, lat, "snapshot")
 	r.win = newWindow(r.win.end)
 	if r.loop != nil {
@@ -256,6 +262,7 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 	}
 
 	markThreadPools(p.Samples)
+	r.stillWaiting(p, threads)
 	if filtered > 0 {
 		p.Comments = append(p.Comments, fmt.Sprintf("%d intervals left out by --target", filtered))
 	}
@@ -360,6 +367,14 @@ func (r *recorder) sample(p *profiles.Profile, rec *attach.Record, py string, th
 	}
 	if w := rec.Waker.String(); w != "" {
 		s.Labels["waker"] = w
+	}
+	if rec.Cut != 0 {
+		// The window cut this wait: it began before it, or was still
+		// going at its end; then how long it had lasted, where known.
+		s.Labels["cut"] = rec.Cut.String()
+		if w, ok := r.waiting[rec.TID]; ok && rec.Cut&attach.CutAfter != 0 && w.Since > 0 && r.until > w.Since {
+			s.SetNum("waited", int64(r.until-w.Since), "nanoseconds")
+		}
 	}
 	var user []symbolize.Location
 	if len(rec.UserStack) > 0 {

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"time"
+
 	"blockprof/internal/attach"
 	"blockprof/internal/python"
 )
@@ -9,7 +11,8 @@ import (
 // recording logic can be tested with synthetic records.
 type source interface {
 	Drain() ([]attach.Record, error)
-	Detach() error
+	DetachAt(end time.Duration) error
+	CountingSince() time.Duration
 	Close() error
 	Drops() (map[string]uint64, error)
 	Threads() (map[uint32]attach.Thread, error)

@@ -25,6 +25,9 @@ static pthread_barrier_t both_hold;
 static volatile int tid_ab, tid_ba, tid_read, tid_sleep;
 static volatile double since_ab, since_ba, since_read, since_sleep;
 static int pipefd[2];
+/* Written after each blocking call (never reached): the call is then no
+ * tail call, and its caller's frame stays on the stack. */
+static volatile int reached;
 
 static double mono(void)
 {
@@ -41,6 +44,7 @@ __attribute__((noinline)) static void lock_ab(void)
 	pthread_barrier_wait(&both_hold);
 	since_ab = mono();
 	pthread_mutex_lock(&mb); /* never returns: lock_ba holds mb */
+	reached = 1;
 }
 
 __attribute__((noinline)) static void lock_ba(void)
@@ -49,6 +53,7 @@ __attribute__((noinline)) static void lock_ba(void)
 	pthread_barrier_wait(&both_hold);
 	since_ba = mono();
 	pthread_mutex_lock(&ma); /* never returns: lock_ab holds ma */
+	reached = 1;
 }
 
 __attribute__((noinline)) static void read_pipe(void)
@@ -64,6 +69,7 @@ __attribute__((noinline)) static void sleep_long(void)
 	struct timespec ts = {3600, 0};
 	since_sleep = mono();
 	nanosleep(&ts, NULL);
+	reached = 1;
 }
 
 static void *run(void *arg)
