@@ -36,12 +36,14 @@ split into blocked and run-queue time, with user and kernel stacks.
 Usage:
   blockprof record [flags] -p PID[,PID...]    profile running processes
   blockprof record [flags] -- CMD [ARGS...]   launch CMD and profile it (and its children)
+  blockprof now -p PID[,PID...]               what every thread waits on right now, and since when
   blockprof version
 
 Examples:
   sudo blockprof record -p 4242 -d 30s
   sudo blockprof record -p 4242 -t 4250 --min-block 1ms -o api.pb.gz
   sudo blockprof record --format folded -o out.folded -- ./server --port 8080
+  sudo blockprof now -p 4242
   go tool pprof -http=:0 blockprof-4242-20261126-101500.pb.gz
 
 Run 'blockprof record --help' for the record flags.
@@ -55,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "record":
 		return record(ctx, args[1:], stdout, stderr)
+	case "now":
+		return now(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "blockprof %s\n", version)
 		return exitOK
