@@ -57,7 +57,7 @@ func TestCycles(t *testing.T) {
 	}{
 		{map[int]int{1: 2, 2: 1}, [][]int{{1, 2}}},
 		{map[int]int{5: 3, 3: 4, 4: 5, 9: 5}, [][]int{{3, 4, 5}}}, // 9 waits on the cycle, not in it
-		{map[int]int{1: 2, 2: 3}, nil},                          // a chain
+		{map[int]int{1: 2, 2: 3}, nil},                            // a chain
 		{map[int]int{7: 8, 8: 7, 1: 2, 2: 1}, [][]int{{1, 2}, {7, 8}}},
 		{map[int]int{}, nil},
 	} {
