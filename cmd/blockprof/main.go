@@ -36,6 +36,7 @@ split into blocked and run-queue time, with user and kernel stacks.
 Usage:
   blockprof record [flags] -p PID[,PID...]    profile running processes
   blockprof record [flags] -- CMD [ARGS...]   launch CMD and profile it (and its children)
+  blockprof report [--top N] [--focus RE] FILE  print the first screen of a saved profile
   blockprof version
 
 Examples:
@@ -55,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "record":
 		return record(ctx, args[1:], stdout, stderr)
+	case "report":
+		return report(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "blockprof %s\n", version)
 		return exitOK
