@@ -169,21 +169,35 @@ func writeLoops(add func(string, ...any), addLines func([]string), p *Profile, w
 	for _, l := range p.Loops {
 		add("  %s", loopHeadline(l))
 		add("    %s", loopStallLine(l, p.Stall))
-		hs := LoopHandlers(p, l.TID)
-		if len(hs) == 0 {
+		all := LoopHandlers(p, l.TID)
+		// A handler that was the largest part of no stall and a sliver of
+		// the stall time did not cause stalls: it ran (or waited for the
+		// GIL, a CPU) inside iterations others made long. Those are
+		// summed in one line, not named.
+		var total time.Duration
+		for _, h := range all {
+			total += h.Time
+		}
+		var hs, rest []LoopHandler
+		for _, h := range all {
+			if h.Stalls > 0 || h.Time*20 >= total {
+				hs = append(hs, h)
+			} else {
+				rest = append(rest, h)
+			}
+		}
+		minor := ", minor"
+		if len(hs) > maxLoopHandlers {
+			rest = append(hs[maxLoopHandlers:], rest...)
+			hs = hs[:maxLoopHandlers]
+			minor = ""
+		}
+		if len(all) == 0 {
 			continue
 		}
 		add("    %9s %6s %8s %8s %8s  %s", "stall", "stalls", "blocked", "on CPU", "run-q",
 			"handler → call  [what it waited on]")
-		for i, h := range hs {
-			if i == maxLoopHandlers {
-				var rest time.Duration
-				for _, h := range hs[i:] {
-					rest += h.Time
-				}
-				add("    %9s %6s %8s %8s %8s  … and %d more", fmtDur(rest), "", "", "", "", len(hs)-i)
-				break
-			}
+		for _, h := range hs {
 			prefix := fmt.Sprintf("    %9s %6s %8s %8s %8s  ", fmtDur(h.Time), thousands(h.Stalls),
 				fmtDur(h.Blocked), fmtDur(h.OnCPU), fmtDur(h.RunQueue))
 			c := h.c
@@ -198,6 +212,15 @@ func writeLoops(add func(string, ...any), addLines func([]string), p *Profile, w
 				}
 			}
 			addLines(ls)
+		}
+		if len(rest) > 0 {
+			var t time.Duration
+			var n int64
+			for _, h := range rest {
+				t += h.Time
+				n += h.Stalls
+			}
+			add("    %9s %6s %8s %8s %8s  … and %d more%s", fmtDur(t), thousands(n), "", "", "", len(rest), minor)
 		}
 	}
 }
