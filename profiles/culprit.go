@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"fmt"
 	"path"
 	"regexp"
 	"strconv"
@@ -152,6 +153,31 @@ func jsParts(name string) (fn, where string) {
 		fn = "(anonymous)"
 	}
 	return fn, where
+}
+
+// jsLabel shows a perf-map JS frame like the others: "JS:~runSleep
+// /srv/loop.js:60:18" → "runSleep (loop.js:60)".
+func jsLabel(name string) string {
+	fn, where := jsParts(name)
+	if where == "" {
+		return fn
+	}
+	file, pos, _ := strings.Cut(path.Base(where), ":")
+	line, _, _ := strings.Cut(pos, ":")
+	if line == "" {
+		return fmt.Sprintf("%s (%s)", fn, file)
+	}
+	return fmt.Sprintf("%s (%s:%s)", fn, file, line)
+}
+
+// shortName is a caller as shown after "←": its function's name (a JS
+// frame without its location).
+func shortName(e entry) string {
+	if c := classify(e); c.rt == rtNode {
+		fn, _ := jsParts(e.name())
+		return fn
+	}
+	return e.name()
 }
 
 // classifyNode: node_modules are libraries (the package, with its
@@ -324,6 +350,9 @@ func culpritOf(s Sample) culprit {
 		a := es[app]
 		c.found = true
 		c.app = frameLabel(a.entry)
+		if a.rt == rtNode {
+			c.app = jsLabel(a.name())
+		}
 		c.appFunc = a.name()
 		c.appE = &a.entry
 		// Callers: application frames right outside it, stepping over the
@@ -503,6 +532,9 @@ const ephemeralLow = 32768
 // 10.0.0.5:8000 ← clients"); anything else as recorded. pkgs are the
 // packages on the stack, to name a service on an unusual port.
 func peerName(target string, pkgs []string) string {
+	if strings.HasPrefix(target, "pipe:[") {
+		return "pipe" // one per child or per connection, like a port
+	}
 	kind, addr, ok := strings.Cut(target, " ")
 	if !ok || !isSocketKind(kind) {
 		return target

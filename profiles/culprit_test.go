@@ -186,7 +186,7 @@ func TestSummaryCulprits(t *testing.T) {
 	for _, want := range []string{
 		"get_profile (app.py:131) → urllib urlopen  [recvfrom tcp → 127.0.0.1:8081 (http)]",
 		"get_feed (app.py:144)  [read fifo /tmp/fastapi_app-3xk1/feeds/incoming/orders.fifo]",
-		"render_report (app.py:160) ← get_report (app.py:166)",
+		"render_report (app.py:160) ← get_report",
 	} {
 		if !strings.Contains(loop, want) {
 			t.Errorf("loop table lacks %q:\n%s", want, loop)
@@ -237,5 +237,19 @@ func TestClipping(t *testing.T) {
 				t.Errorf("width %d: line of %d: %q", w, runes(l), l)
 			}
 		}
+	}
+}
+
+// A Node frame from a perf map reads like the others; pipes (one per
+// child or connection) are one target.
+func TestJSLabelAndPipes(t *testing.T) {
+	if got := jsLabel("JS:~runSleep /srv/app/loop.js:60:18"); got != "runSleep (loop.js:60)" {
+		t.Errorf("jsLabel: %q", got)
+	}
+	if got := jsLabel("JS:*busy"); got != "busy" {
+		t.Errorf("jsLabel without location: %q", got)
+	}
+	if got := peerName("pipe:[118497]", nil); got != "pipe" {
+		t.Errorf("peerName(pipe): %q", got)
 	}
 }

@@ -68,7 +68,7 @@ func clipFrameLabel(label string, width int) string {
 
 // culpritLines renders one culprit after prefix in at most width
 // characters: "app (file:line) ← caller → call  [syscall peer]". To fit,
-// callers lose their lines, then go; the call and path-like targets are
+// callers go, innermost last; the call and path-like targets are
 // clipped in the middle; as a last resort what it waited on moves to a
 // second line, indented by indent. The application frame and a socket
 // peer are never clipped (a frame name longer than the whole line is cut
@@ -84,24 +84,19 @@ func culpritLines(prefix string, c culprit, width, indent int) []string {
 	if tgt != "" {
 		tgt = "  " + tgt
 	}
-	callers := func(n int, lines bool) string {
+	// Callers by name only: the application frame's line is the one
+	// that matters.
+	callers := func(n int) string {
 		var sb strings.Builder
 		for _, e := range c.callers[:n] {
 			sb.WriteString(" ← ")
-			if lines {
-				sb.WriteString(frameLabel(e))
-			} else {
-				sb.WriteString(e.name())
-			}
+			sb.WriteString(shortName(e))
 		}
 		return sb.String()
 	}
 	fits := func(s string) bool { return runes(s) <= avail }
-	if s := head + callers(len(c.callers), true) + call + tgt; fits(s) {
-		return []string{prefix + s}
-	}
 	for n := len(c.callers); n >= 1; n-- {
-		if s := head + callers(n, false) + call + tgt; fits(s) {
+		if s := head + callers(n) + call + tgt; fits(s) {
 			return []string{prefix + s}
 		}
 	}
