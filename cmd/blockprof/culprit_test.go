@@ -210,3 +210,62 @@ func TestCulpritFastAPI(t *testing.T) {
 		testutil.Near(t, got, b.Seconds, 0.10, fn+" stall seconds off-CPU")
 	}
 }
+
+// culpritLine finds the first-screen stack line whose "where" starts at
+// fn's frame, joined with its continuation line.
+func culpritLine(screen, fn string) string {
+	lines := strings.Split(screen, "\n")
+	for i, l := range lines {
+		if j := strings.Index(l, " S  "); j >= 0 && strings.HasPrefix(l[j+4:], fn+" (") {
+			if i+1 < len(lines) && strings.HasPrefix(lines[i+1], "                        [") {
+				l += "\n" + lines[i+1]
+			}
+			return l
+		}
+	}
+	return ""
+}
+
+// peerOf is the remote end of a "tcp LOCAL->REMOTE" target.
+func peerOf(target string) string {
+	_, remote, _ := strings.Cut(target, "->")
+	return remote
+}
+
+// A Go HTTP handler calling a slow TCP backend (a blocking read): the
+// first screen's line starts at the application function, under the
+// net/http machinery, and shows the call and the peer.
+func TestCulpritGoHandler(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildGo(t, "gohttp")
+	t.Setenv("COLUMNS", "200")
+	truth, _, r := profileWorkload(t, bin, []string{"-n", "20"})
+	b, ok := truth.Block("main.fetchQuote")
+	if !ok {
+		t.Fatalf("no truth for main.fetchQuote: %+v", truth)
+	}
+	line := culpritLine(r.stdout.String(), "main.fetchQuote")
+	for _, want := range []string{"main.fetchQuote (main.go:", "← main.quoteHandler", "→ syscall.Read",
+		"[read tcp → " + peerOf(b.Target) + "]"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("first-screen line %q lacks %q", line, want)
+		}
+	}
+}
+
+// A C program blocked in recv through libc (built -O2, no frame
+// pointers): the line starts at the program's function and shows libc's
+// call and the peer.
+func TestCulpritC(t *testing.T) {
+	testutil.RequireRoot(t)
+	bin := testutil.BuildC(t, "tcprecv/tcprecv.c", "-O2")
+	t.Setenv("COLUMNS", "200")
+	truth, _, r := profileWorkload(t, bin, nil)
+	b := truth.Blocks[0]
+	line := culpritLine(r.stdout.String(), "client_recv")
+	for _, want := range []string{"client_recv (tcprecv.c:", "→ libc recv", "[recvfrom tcp → " + peerOf(b.Target) + "]"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("first-screen line %q lacks %q", line, want)
+		}
+	}
+}
