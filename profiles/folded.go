@@ -13,8 +13,14 @@ import (
 type FoldedValue int
 
 const (
-	// FoldedBlocked is blocked (off-CPU) time in nanoseconds, the default.
-	FoldedBlocked FoldedValue = iota
+	// FoldedDefault is stall time in nanoseconds for a loop-mode profile
+	// (Profile.Stall set: only stall samples, each weighted by the stall
+	// time it stands for, blocked + run-queue + on-CPU), blocked time in
+	// nanoseconds otherwise. One number per line either way, which is
+	// what flamegraph.pl, inferno and speedscope read.
+	FoldedDefault FoldedValue = iota
+	// FoldedBlocked is blocked (off-CPU) time in nanoseconds.
+	FoldedBlocked
 	// FoldedBlockedMicros is blocked time in microseconds, rounded down;
 	// stacks under a microsecond are left out.
 	FoldedBlockedMicros
@@ -22,6 +28,9 @@ const (
 	FoldedCount
 	// FoldedRunQueue is run-queue delay in nanoseconds.
 	FoldedRunQueue
+	// FoldedStallTime is event-loop stall time in nanoseconds (loop
+	// mode's stall samples only).
+	FoldedStallTime
 )
 
 // FoldedOptions tunes WriteFolded.
@@ -37,13 +46,26 @@ type FoldedOptions struct {
 
 // WriteFolded writes p as collapsed stacks ("comm;root;...;leaf VALUE"), the
 // input of flamegraph.pl, inferno and speedscope. Lines are sorted and
-// identical stacks summed; stacks whose value is zero are left out.
+// identical stacks summed; stacks whose value is zero are left out. By
+// default a loop-mode profile is weighted by stall time (see
+// FoldedDefault).
 func WriteFolded(w io.Writer, p *Profile, opts FoldedOptions) error {
+	value := opts.Value
+	if value == FoldedDefault {
+		value = FoldedBlocked
+		if p.Stall > 0 {
+			value = FoldedStallTime
+		}
+	}
 	sums := map[string]int64{}
 	for i := range p.Samples {
 		s := &p.Samples[i]
 		var v int64
-		switch opts.Value {
+		switch value {
+		case FoldedStallTime:
+			if s.Loop != nil {
+				v = s.Loop.Total().Nanoseconds()
+			}
 		case FoldedBlocked:
 			v = s.Blocked.Nanoseconds()
 		case FoldedBlockedMicros:

@@ -126,3 +126,36 @@ func TestFoldedWriteError(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// A loop-mode profile folds to its stall samples, weighted by stall time
+// in nanoseconds (one number per line); FoldedBlocked still gives the
+// off-CPU view of the same recording.
+func TestFoldedLoopMode(t *testing.T) {
+	p := serviceFixture()
+	lines := folded(t, p, FoldedOptions{})
+	var total int64
+	for _, l := range lines {
+		i := strings.LastIndexByte(l, ' ')
+		n, err := strconv.ParseInt(l[i+1:], 10, 64)
+		if err != nil || strings.Count(l[i+1:], " ") != 0 {
+			t.Fatalf("line %q: not one number at the end", l)
+		}
+		total += n
+	}
+	var want int64
+	for _, s := range p.Samples {
+		if s.Loop != nil {
+			want += s.Loop.Total().Nanoseconds()
+		}
+	}
+	if total != want || want == 0 {
+		t.Errorf("folded stall time %d ns, want %d", total, want)
+	}
+	if !strings.Contains(strings.Join(lines, "\n"), ";get_user;ListCommands.blpop;") {
+		t.Errorf("no get_user → blpop stall line:\n%s", strings.Join(lines, "\n"))
+	}
+	blocked := folded(t, p, FoldedOptions{Value: FoldedBlocked})
+	if strings.Contains(strings.Join(blocked, "\n"), "render_report") {
+		t.Error("on-CPU stall time in the blocked view")
+	}
+}

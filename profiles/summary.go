@@ -18,10 +18,11 @@ type SummaryOptions struct {
 	// File is the pprof file written, for the closing "open it" hint;
 	// the hint is left out when empty.
 	File string
+	// Width is the widest line to write, in characters; when zero, the
+	// terminal's width if the writer is one, else $COLUMNS, else
+	// DefaultWidth (see TerminalWidth).
+	Width int
 }
-
-// summaryWidth is the widest line WriteSummary writes, in characters.
-const summaryWidth = 100
 
 // KindIdle is the Sample.Kind of waiting-for-work intervals.
 const KindIdle = "idle"
@@ -35,17 +36,25 @@ const maxTargets = 8
 // WriteSummary writes the first screen to read after a recording: how long,
 // which targets, how much time was blocked or waiting for a CPU, the stacks
 // that blocked longest and where, what was dropped, and how to open the
-// pprof file. Output is deterministic, plain text, at most 100 columns.
+// pprof file. Output is deterministic plain text, opts.Width columns wide.
+// Each stack line starts at the application's own frame and shows the
+// library call it went through and the peer it waited on (see culprit.go).
 // Idle samples get one line of their own and no place in the ranking.
 func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 	top := opts.Top
 	if top <= 0 {
 		top = 10
 	}
+	width := opts.Width
+	if width <= 0 {
+		width = TerminalWidth(w)
+	}
 	var lines []string
 	add := func(format string, args ...any) {
-		lines = append(lines, clip(fmt.Sprintf(format, args...), summaryWidth))
+		lines = append(lines, wrap(fmt.Sprintf(format, args...), width)...)
 	}
+	// addLines adds lines laid out to fit already.
+	addLines := func(ls []string) { lines = append(lines, ls...) }
 
 	var blocked, runq time.Duration
 	var count int64
@@ -88,8 +97,8 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 		add("idle (waiting for work, not ranked below): %s in %s %s",
 			fmtDur(idleTime), thousands(idleCount), pluralWord(idleCount, "interval"))
 	}
-	writeLoops(add, p)
-	writeWaiting(add, p)
+	writeLoops(add, addLines, p, width)
+	writeWaiting(add, addLines, p, width)
 
 	pts := make([]*procTotal, 0, len(procs))
 	for _, pt := range procs {
@@ -134,7 +143,7 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 			add("stacks by blocked time:")
 		}
 		add("%7s %6s %5s %-2s %s", "blocked", "%", "count", "st",
-			"where (innermost first)  [syscall target, or → kernel function]")
+			"application frame → library call  [what it waited on]")
 		for _, g := range groups {
 			pct := 0.0
 			if blocked > 0 {
@@ -145,7 +154,7 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 			if multi {
 				prefix += clip(g.comm, 12) + ": "
 			}
-			add("%s", prefix+where(g.sample, summaryWidth-utf8.RuneCountInString(prefix)))
+			addLines(culpritLines(prefix, g.culprit(), width, 24))
 		}
 	}
 
@@ -157,7 +166,10 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 	}
 	if len(rows) > 0 {
 		add("by syscall and target (single intervals; idle left out):")
-		add("  %-15s %-35s %6s %8s %7s %7s %7s", "syscall", "target", "count", "total", "p50≤", "p99≤", "max")
+		// The target column takes what the fixed columns leave; a long
+		// target keeps its end (the peer, the file name).
+		tw := min(max(width-58, 16), 80)
+		add("  %-15s %-*s %6s %8s %7s %7s %7s", "syscall", tw, "target", "count", "total", "p50≤", "p99≤", "max")
 		for i, l := range rows {
 			if i == maxSyscalls {
 				add("  … and %d more", len(rows)-maxSyscalls)
@@ -167,7 +179,7 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 			if target == "" {
 				target = "-"
 			}
-			add("  %-15s %-35s %6s %8s %7s %7s %7s", clip(l.Syscall, 15), clipLeft(target, 35), thousands(l.Count),
+			add("  %-15s %-*s %6s %8s %7s %7s %7s", clip(l.Syscall, 15), tw, clipLeft(target, tw), thousands(l.Count),
 				fmtDur(l.Total), fmtDur(l.P50), fmtDur(l.P99), fmtDur(l.Max))
 		}
 	}
@@ -178,6 +190,33 @@ func WriteSummary(w io.Writer, p *Profile, opts SummaryOptions) {
 	for _, l := range lines {
 		io.WriteString(w, l+"\n")
 	}
+}
+
+// wrap breaks a line too long for width after its last ", " or before
+// its last " (" or " + " that fits, continuing 4 columns further in; a
+// line with no such place is clipped.
+func wrap(s string, width int) []string {
+	var out []string
+	for runes(s) > width {
+		r := []rune(s)
+		cut := -1
+		for i := width - 1; i > width/3; i-- {
+			if r[i] == ' ' && (r[i-1] == ',' || i+1 < len(r) && (r[i+1] == '(' || r[i+1] == '+')) {
+				cut = i
+				break
+			}
+		}
+		if cut < 0 {
+			break
+		}
+		out = append(out, strings.TrimRight(string(r[:cut]), " "))
+		indent := len(s) - len(strings.TrimLeft(s, " ")) + 4
+		s = strings.Repeat(" ", indent) + strings.TrimLeft(string(r[cut:]), " ")
+		if indent >= width/2 {
+			break
+		}
+	}
+	return append(out, clip(s, width))
 }
 
 // clipLeft keeps the end of s, which for paths and addresses is the part
@@ -198,13 +237,42 @@ type procTotal struct {
 	blocked, runq time.Duration
 }
 
-// stackGroup is the samples of all threads that blocked at the same place
-// in the same state: a pool of threads waiting on one queue is one line.
+// stackGroup is the samples of all threads that blocked in the same
+// application frame, through the same call, on the same peer: a pool of
+// threads waiting on one queue, or a handler's many connections to one
+// backend, is one line.
 type stackGroup struct {
 	key, comm, state string
 	count            int64
 	blocked          time.Duration
-	sample           Sample // the heaviest member, for naming frames
+	top              time.Duration // the heaviest member's blocked time
+	c                culprit       // the heaviest member's
+	syscalls         map[string]time.Duration
+}
+
+// culprit is the group's culprit with every syscall it blocked in,
+// heaviest first ("recvfrom/connect").
+func (g *stackGroup) culprit() culprit {
+	c := g.c
+	c.syscall = joinByWeight(g.syscalls)
+	return c
+}
+
+// joinByWeight lists names heaviest first, "/"-separated.
+func joinByWeight(m map[string]time.Duration) string {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		if n != "" {
+			names = append(names, n)
+		}
+	}
+	sort.Slice(names, func(i, j int) bool {
+		if m[names[i]] != m[names[j]] {
+			return m[names[i]] > m[names[j]]
+		}
+		return names[i] < names[j]
+	})
+	return strings.Join(names, "/")
 }
 
 func topStacks(samples []Sample) []*stackGroup {
@@ -215,17 +283,20 @@ func topStacks(samples []Sample) []*stackGroup {
 		if s.Blocked <= 0 || s.Kind == KindIdle {
 			continue
 		}
-		key := s.Comm + "\x00" + s.State + "\x00" + foldStack(s, FoldedOptions{})
+		c := culpritOf(*s)
+		key := s.Comm + "\x00" + c.key()
 		g := byKey[key]
 		if g == nil {
-			g = &stackGroup{key: key, comm: s.Comm, state: s.State, sample: *s}
+			g = &stackGroup{key: key, comm: s.Comm, syscalls: map[string]time.Duration{}}
 			byKey[key] = g
 			groups = append(groups, g)
-		} else if s.Blocked > g.sample.Blocked {
-			g.sample = *s
+		}
+		if s.Blocked > g.top || (s.Blocked == g.top && s.State < g.state) {
+			g.top, g.c, g.state = s.Blocked, c, s.State
 		}
 		g.count += s.Count
 		g.blocked += s.Blocked
+		g.syscalls[c.syscall] += s.Blocked
 	}
 	sort.Slice(groups, func(i, j int) bool {
 		a, b := groups[i], groups[j]
@@ -238,60 +309,6 @@ func topStacks(samples []Sample) []*stackGroup {
 		return a.key < b.key
 	})
 	return groups
-}
-
-// where renders "telling ← caller ← caller  [syscall → kernel]" in at most
-// width characters. Callers lose their file:line first, then go, then
-// names are cut: the innermost telling frame matters most.
-func where(s Sample, width int) string {
-	es := tellingEntries(s, 3)
-	kern := ""
-	if k := KernelWhere(s); k != "" {
-		kern = "  [" + k + "]"
-	}
-	if t := s.Labels["target"]; t != "" && s.Labels["syscall"] != "" {
-		// What it waited on says more than the kernel function; sleeps,
-		// polls, futexes and children say their syscall themselves.
-		switch kind, _, _ := strings.Cut(t, " "); kind {
-		case "sleep", "poll", "futex", "child":
-			kern = "  [" + clipLeft(t, 32) + "]"
-		default:
-			kern = "  [" + s.Labels["syscall"] + " " + clipLeft(t, 32) + "]"
-		}
-	}
-	render := func(es []entry, callerLines bool) string {
-		if len(es) == 0 {
-			return "(no user stack)"
-		}
-		parts := make([]string, len(es))
-		for i, e := range es {
-			if i == 0 || callerLines {
-				parts[i] = frameLabel(e)
-			} else {
-				parts[i] = e.name()
-			}
-		}
-		return strings.Join(parts, " ← ")
-	}
-	fits := func(user string) bool {
-		return utf8.RuneCountInString(user+kern) <= width
-	}
-	if user := render(es, true); fits(user) {
-		return user + kern
-	}
-	for n := len(es); n >= 1; n-- {
-		if user := render(es[:n], false); fits(user) || n == 1 {
-			if fits(user) {
-				return user + kern
-			}
-			room := width - utf8.RuneCountInString(kern)
-			if room < 20 {
-				return clip(user+kern, width)
-			}
-			return clip(user, room) + kern
-		}
-	}
-	return clip(render(nil, false)+kern, width)
 }
 
 // TellingFrames returns up to n frames that best say where a sample's thread

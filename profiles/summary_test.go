@@ -11,7 +11,11 @@ import (
 	"blockprof/internal/symbolize"
 )
 
+// summary lays the first screen out 100 columns wide unless opts says.
 func summary(p *Profile, opts SummaryOptions) string {
+	if opts.Width == 0 {
+		opts.Width = 100
+	}
 	var buf bytes.Buffer
 	WriteSummary(&buf, p, opts)
 	return buf.String()
@@ -52,11 +56,13 @@ func TestSummaryFixture(t *testing.T) {
 		"pid 200     worker (exited)          blocked    1.38s  run-queue   11.1ms",
 		"stacks by blocked time:",
 		// Two reader threads at one place are one line.
-		"  1.50s  43.6%   x30 S  server: block_read (io.c:31) ← handle_conn ← main  [read → pipe_read]",
-		// Go syscall and os wrappers skipped.
-		"900.0ms  26.2%    x2 S  worker: main.blockRead (main.go:31) ← main.main  [read → pipe_read]",
-		// libc and pthread frames skipped.
-		"server: queue_pop (queue.c:12) ← worker_main  [futex → futex_wait_queue]",
+		// The libc call it made follows the application frame; callers
+		// go first when the line is full.
+		"  1.50s  43.6%   x30 S  server: block_read (io.c:31) ← handle_conn → libc read  [read → pipe_read]",
+		// Go syscall wrappers skipped, the standard-library call named.
+		"900.0ms  26.2%    x2 S  worker: main.blockRead (main.go:31) → os.(*File).Read  [read → pipe_read]",
+		// libc and pthread frames are the call, clipped in the middle.
+		"server: queue_pop (queue.c:12) → libc pt…nd_wait  [futex → futex_wait_queue]",
 		// runtime sleep wrappers skipped, inlined frame counts.
 		"worker: runtime.stopm (proc.go:2905)",
 		"worker: runtime.sysmon (proc.go:6200)  [clock_nanosleep → do_nanosleep]",
@@ -200,7 +206,8 @@ func TestSummaryLatency(t *testing.T) {
 	}
 	f.p.Latency[1].Target = "file /var/lib/a-rather-long-directory-name/app/wal.log"
 	f.p.Latency[2].Idle = true
-	lines := checkScreen(t, summary(f.p, SummaryOptions{}))
+	// 93 columns leave the target column 35 wide.
+	lines := checkScreen(t, summary(f.p, SummaryOptions{Width: 93}))
 	containsLine(t, lines, "by syscall and target (single intervals; idle left out):")
 	containsLine(t, lines, "  sys0            -                                        3    1.00s   1.0ms   8.0ms   9.0ms")
 	containsLine(t, lines, "  sys1            …er-long-directory-name/app/wal.log      3    1.00s   1.0ms   8.0ms   9.0ms")

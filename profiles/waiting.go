@@ -13,7 +13,7 @@ const maxWaiting = 8
 // writeWaiting writes the section on threads still waiting when the
 // recording stopped: for a stuck service, the answer. Threads waiting at
 // the same place on the same thing share a line; wait cycles come first.
-func writeWaiting(add func(string, ...any), p *Profile) {
+func writeWaiting(add func(string, ...any), addLines func([]string), p *Profile, width int) {
 	if len(p.Waiting) == 0 {
 		return
 	}
@@ -31,10 +31,11 @@ func writeWaiting(add func(string, ...any), p *Profile) {
 			strings.Join(parts, " → "))
 	}
 	type group struct {
-		where, holder string
-		longest       time.Duration
-		tids          []int
-		idle          bool
+		c       culprit
+		holder  string
+		longest time.Duration
+		tids    []int
+		idle    bool
 	}
 	var groups []*group
 	byKey := map[string]*group{}
@@ -47,15 +48,11 @@ func writeWaiting(add func(string, ...any), p *Profile) {
 		case s.Labels["syscall"] == "futex":
 			holder = "holder not recorded"
 		}
-		room := summaryWidth - 35 // the columns before it
-		if holder != "" {
-			room -= len(holder) + 2
-		}
-		wh := where(s, max(room, 30))
-		key := wh + "\x00" + holder
+		c := culpritOf(s)
+		key := c.key() + "\x00" + holder
 		g := byKey[key]
 		if g == nil {
-			g = &group{where: wh, holder: holder, idle: s.Kind == KindIdle}
+			g = &group{c: c, holder: holder, idle: s.Kind == KindIdle}
 			byKey[key] = g
 			groups = append(groups, g)
 		}
@@ -74,11 +71,11 @@ func writeWaiting(add func(string, ...any), p *Profile) {
 		if g.idle {
 			who += " idle"
 		}
-		line := fmt.Sprintf("  %8s  %-22s %s", fmtDur(g.longest), clip(who, 22), g.where)
+		prefix := fmt.Sprintf("  %8s  %-22s ", fmtDur(g.longest), clip(who, 22))
+		addLines(culpritLines(prefix, g.c, width, len(prefix)))
 		if g.holder != "" {
-			line += "  " + g.holder
+			addLines([]string{strings.Repeat(" ", len(prefix)) + g.holder})
 		}
-		add("%s", line)
 	}
 }
 

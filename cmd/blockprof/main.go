@@ -37,6 +37,7 @@ Usage:
   blockprof record [flags] -p PID[,PID...]    profile running processes
   blockprof record [flags] -- CMD [ARGS...]   launch CMD and profile it (and its children)
   blockprof now -p PID[,PID...]               what every thread waits on right now, and since when
+  blockprof report [--top N] [--focus RE] FILE  print the first screen of a saved profile
   blockprof version
 
 Examples:
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return record(ctx, args[1:], stdout, stderr)
 	case "now":
 		return now(ctx, args[1:], stdout, stderr)
+	case "report":
+		return report(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "blockprof %s\n", version)
 		return exitOK
