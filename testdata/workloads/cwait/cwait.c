@@ -34,6 +34,16 @@
 #define NWORKERS 3
 
 static pthread_barrier_t start;
+/* Threads that reached the start barrier: "ready" waits for all of them,
+ * so none is still on its way there (and blocks there only after a
+ * profiler attached) when the measured run begins. */
+static int arrived;
+
+static void start_wait(void)
+{
+	__atomic_add_fetch(&arrived, 1, __ATOMIC_SEQ_CST);
+	pthread_barrier_wait(&start);
+}
 static char dir[64];
 static char fifo_a[96], fifo_b[96], fifo_open[96], datafile[96];
 
@@ -72,7 +82,7 @@ static void *connector(void *arg)
 	(void)arg;
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(listen_port) };
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	pthread_barrier_wait(&start);
+	start_wait();
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	double t0 = wl_mono();
 	if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
@@ -96,7 +106,7 @@ static void *syncer(void *arg)
 	int fd = open(datafile, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd < 0)
 		wl_die("open data");
-	pthread_barrier_wait(&start);
+	start_wait();
 	struct result r = { "syncer", "fsync", tid(), 4, 0 };
 	for (int i = 0; i < r.count; i++) {
 		for (int j = 0; j < 8; j++)
@@ -116,7 +126,7 @@ static void *syncer(void *arg)
 static void *sleeper(void *arg)
 {
 	(void)arg;
-	pthread_barrier_wait(&start);
+	start_wait();
 	struct result r = { "sleeper", "clock_nanosleep", tid(), 10, 0 }; /* glibc's nanosleep */
 	r.seconds = wl_sleeps(r.count, 30);
 	snprintf(r.target, sizeof r.target, "sleep 30ms");
@@ -133,7 +143,7 @@ static void *holder(void *arg)
 {
 	(void)arg;
 	holder_tid = tid();
-	pthread_barrier_wait(&start);
+	start_wait();
 	for (int i = 0; i < 8; i++) {
 		pthread_mutex_lock(&mu);
 		sem_post(&held);
@@ -149,7 +159,7 @@ static void *holder(void *arg)
 static void *waiter(void *arg)
 {
 	(void)arg;
-	pthread_barrier_wait(&start);
+	start_wait();
 	struct result r = { "waiter", "futex", tid(), 8, 0 };
 	for (int i = 0; i < r.count; i++) {
 		sem_wait(&held);
@@ -185,7 +195,7 @@ static void feed(int fd, int n)
 static void *feeder(void *arg)
 {
 	(void)arg;
-	pthread_barrier_wait(&start);
+	start_wait();
 	feed(write_a, 4);
 	feed(write_b, 4);
 	return NULL;
@@ -207,7 +217,7 @@ static double read_n(int fd, int n)
 static void *reuser(void *arg)
 {
 	(void)arg;
-	pthread_barrier_wait(&start);
+	start_wait();
 	struct result a = { "reuser", "read", tid(), 4, 0 };
 	a.seconds = read_n(reuse_fd, 4);
 	snprintf(a.target, sizeof a.target, "fifo %s", fifo_a);
@@ -229,7 +239,7 @@ static void *reuser(void *arg)
 static void *opener(void *arg)
 {
 	(void)arg;
-	pthread_barrier_wait(&start);
+	start_wait();
 	struct result r = { "opener", "openat", tid(), 1, 0 };
 	double t0 = wl_mono();
 	int fd = open(fifo_open, O_RDONLY); /* blocks until a writer opens */
@@ -245,7 +255,7 @@ static void *opener(void *arg)
 static void *open_writer(void *arg)
 {
 	(void)arg;
-	pthread_barrier_wait(&start);
+	start_wait();
 	struct timespec ts = { 0, 150 * 1000 * 1000 };
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
@@ -265,7 +275,7 @@ static int worker_tids[NWORKERS];
 static void *worker(void *arg)
 {
 	worker_tids[(long)arg] = tid();
-	pthread_barrier_wait(&start);
+	start_wait();
 	pthread_mutex_lock(&qmu);
 	for (;;) {
 		while (!queued && !stopping)
@@ -329,6 +339,9 @@ int main(void)
 		pthread_create(&th[9 + i], NULL, worker, (void *)i);
 		pthread_setname_np(th[9 + i], "worker");
 	}
+	while (__atomic_load_n(&arrived, __ATOMIC_SEQ_CST) < 9 + NWORKERS)
+		usleep(1000);
+	usleep(20000); /* from the barrier into the futex wait */
 	wl_ready("");
 	wl_wait_go();
 	double t0 = wl_mono();
