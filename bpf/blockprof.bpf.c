@@ -922,6 +922,37 @@ static __always_inline void user_stack(void *ctx, struct task_struct *t, s32 *us
 				   DROP_USTACK_ERROR);
 }
 
+/* The syscall a task is in, from the user registers saved at its kernel
+ * entry, -1 for none. orig_ax holds the number after a syscall entry but
+ * an exception's error code after a fault; syscall entry also parks
+ * -ENOSYS in ax until the syscall returns, which tells the two apart. */
+static __always_inline s64 syscall_of(struct pt_regs *regs)
+{
+	s64 nr = BPF_CORE_READ(regs, orig_ax);
+	return (s64)BPF_CORE_READ(regs, ax) == -38 /* -ENOSYS */ ? nr : -1;
+}
+
+/* Describe the interval thread t opens: kind, state, syscall and, with
+ * targets on, what it waits on (remote: t is another task, see
+ * read_user). Stacks and the switch-out time are the caller's. */
+static __always_inline void describe_interval(struct task_struct *t, struct task_state *st, struct pt_regs *regs,
+					      u32 kind, u32 state, s64 nr, struct task_struct *remote)
+{
+	st->kind = kind;
+	st->cut = 0;
+	st->state = state;
+	st->sysnr = nr;
+	st->fd = -1;
+	st->tkind = TK_NONE;
+	st->ta = 0;
+	st->tb = 0;
+	st->bytes = 0;
+	st->waker_kind = WAKER_NONE;
+	if (cfg_targets && nr >= 0)
+		resolve_target(t, regs, nr, st, remote);
+	st->ts_wake = 0;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
@@ -953,14 +984,9 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 	if (prev_state & 0x80)
 		return 0;
 
-	/* The user registers saved at kernel entry: which syscall, on what.
-	 * orig_ax holds the number after a syscall entry but an exception's
-	 * error code after a fault; syscall entry also parks -ENOSYS in ax
-	 * until the syscall returns, which tells the two apart. */
+	/* The user registers saved at kernel entry: which syscall, on what. */
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(prev);
-	s64 nr = BPF_CORE_READ(regs, orig_ax);
-	if ((s64)BPF_CORE_READ(regs, ax) != -38 /* -ENOSYS */)
-		nr = -1;
+	s64 nr = syscall_of(regs);
 	if (cfg_filter_syscalls && !syscall_allowed(nr))
 		return 0;
 
@@ -992,19 +1018,7 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 			drop(DROP_UNCLOSED, 1);
 		}
 	}
-	st->kind = kind;
-	st->cut = 0;
-	st->state = prev_state;
-	st->sysnr = nr;
-	st->fd = -1;
-	st->tkind = TK_NONE;
-	st->ta = 0;
-	st->tb = 0;
-	st->bytes = 0;
-	st->waker_kind = WAKER_NONE;
-	if (cfg_targets && nr >= 0)
-		resolve_target(prev, regs, nr, st, NULL);
-	st->ts_wake = 0;
+	describe_interval(prev, st, regs, kind, prev_state, nr, NULL);
 	user_stack(ctx, prev, &st->ustack, &st->uhash);
 	st->kstack = cfg_kernel_stacks ? kernel_stack(ctx, st, prev_state, nr, BPF_CORE_READ(regs, di)) : -1;
 	st->pystack = py_stack_id(prev, NULL);
@@ -1441,11 +1455,7 @@ int bprof_loop_sample(struct perf_sample_ctx *ctx)
 	key.tgid = t->tgid;
 	key.tid = t->pid;
 	key.kind = KIND_ONCPU;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
-	s64 nr = BPF_CORE_READ(regs, orig_ax);
-	if ((s64)BPF_CORE_READ(regs, ax) != -38 /* -ENOSYS: in a syscall */)
-		nr = -1;
-	key.sysnr = nr;
+	key.sysnr = syscall_of((struct pt_regs *)bpf_task_pt_regs(t));
 	key.fd = -1;
 	key.waker_ustack = -1;
 	key.waker_kstack = -1;
@@ -1554,24 +1564,10 @@ int bprof_inflight_start(struct bpf_iter__task *ctx)
 	}
 	u32 state = t->__state;
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
-	s64 nr = BPF_CORE_READ(regs, orig_ax);
-	if ((s64)BPF_CORE_READ(regs, ax) != -38 /* -ENOSYS: in a syscall */)
-		nr = -1;
+	s64 nr = syscall_of(regs);
 	if (cfg_filter_syscalls && !syscall_allowed(nr))
 		return 0;
-
-	st->kind = KIND_BLOCKED;
-	st->state = state;
-	st->sysnr = nr;
-	st->fd = -1;
-	st->tkind = TK_NONE;
-	st->ta = 0;
-	st->tb = 0;
-	st->bytes = 0;
-	st->waker_kind = WAKER_NONE;
-	st->ts_wake = 0;
-	if (cfg_targets && nr >= 0)
-		resolve_target(t, regs, nr, st, t);
+	describe_interval(t, st, regs, KIND_BLOCKED, state, nr, t);
 	st->ustack = -1;
 	st->uhash = 0;
 	if (cfg_user_stacks && cfg_unwind && t->mm)
