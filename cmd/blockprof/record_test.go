@@ -569,8 +569,9 @@ func TestRecordInterruptDetaches(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	before := loadedPrograms(t, nil)
 	r := startRecord(t, "-p", fmt.Sprint(sleeper.Process.Pid))
-	if left := loadedPrograms(t); len(left) == 0 {
+	if left := loadedPrograms(t, before); len(left) == 0 {
 		t.Fatal("no blockprof programs loaded while recording: the leftover check below proves nothing")
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -584,7 +585,7 @@ func TestRecordInterruptDetaches(t *testing.T) {
 	}
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		left := loadedPrograms(t)
+		left := loadedPrograms(t, before)
 		if len(left) == 0 {
 			break
 		}
@@ -595,13 +596,15 @@ func TestRecordInterruptDetaches(t *testing.T) {
 	}
 }
 
-func loadedPrograms(t *testing.T) []string {
+// loadedPrograms lists blockprof's programs loaded on the machine, less
+// those in before (another blockprof running beside the tests).
+func loadedPrograms(t *testing.T, before []string) []string {
 	t.Helper()
 	left, err := attach.LoadedPrograms()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return left
+	return slices.DeleteFunc(left, func(p string) bool { return slices.Contains(before, p) })
 }
 
 // Bad input gets one clear line, a usage or error exit code, and leaves no

@@ -18,6 +18,7 @@ func TestSessionSleeper(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
+	before := ownProgramsSettled(t, nil)
 	start := time.Now()
 	s, err := Open(Options{PIDs: []int{cmd.Process.Pid}})
 	if err != nil {
@@ -53,15 +54,5 @@ func TestSessionSleeper(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	var left []string
-	for i := 0; i < 100; i++ {
-		if left, err = LoadedPrograms(); err != nil {
-			t.Fatal(err)
-		}
-		if len(left) == 0 {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("left loaded after Close: %v", left)
+	ownProgramsSettled(t, before)
 }
