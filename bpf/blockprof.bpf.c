@@ -1528,11 +1528,31 @@ struct bpf_iter__task {
 	struct task_struct *task;
 } __attribute__((preserve_access_index));
 
-/* The rq clock now: the iterating thread's exec_start, which user space
- * brought up to date (reading its own schedstat) just before. */
-static __always_inline u64 rq_now(void)
+/* CLOCK_MONOTONIC minus each CPU's scheduler (rq) clock, indexed by CPU:
+ * the CPUs' rq clocks differ (29-33 ms between the two of a VM here), so a
+ * time read off one CPU's rq clock converts with that CPU's offset. Set
+ * by bprof_rq_offset, run once on every CPU before the start iterator. */
+#define MAX_CPUS 1024
+s64 rq_offset[MAX_CPUS] = {};
+
+/* Iterator context, meta part (include/linux/bpf.h: struct bpf_iter_meta). */
+struct bpf_iter_meta {
+	u64 seq_num;
+} __attribute__((preserve_access_index));
+
+/* Runs on the CPU user space pinned it to, after user space brought the
+ * rq clock's account of its own thread up to date (reading its own
+ * schedstat): that thread's exec_start is this CPU's rq clock now. Does
+ * its work once, at the first task. */
+SEC("iter/task")
+int bprof_rq_offset(struct bpf_iter__task *ctx)
 {
-	return bpf_get_current_task_btf()->se.exec_start;
+	if (ctx->meta->seq_num != 0)
+		return 0;
+	u32 cpu = bpf_get_smp_processor_id();
+	if (cpu < MAX_CPUS)
+		rq_offset[cpu] = (s64)bpf_ktime_get_ns() - (s64)bpf_get_current_task_btf()->se.exec_start;
+	return 0;
 }
 
 /* t is a target thread off the CPU, not this one. */
@@ -1589,9 +1609,16 @@ int bprof_inflight_start(struct bpf_iter__task *ctx)
 	st->pystack = py_stack_id(t, t);
 	st->exec_out = t->se.sum_exec_runtime;
 	st->out_seq = 0;
-	/* How long it had waited: its exec_start is when it left the CPU. */
-	u64 now = bpf_ktime_get_ns(), rq = rq_now(), left = t->se.exec_start;
-	st->since = left && rq > left && rq - left < now ? now - (rq - left) : 0;
+	/* Since when it waits: its exec_start is when it left the CPU, on
+	 * the rq clock of the CPU it ran on. */
+	u64 now = bpf_ktime_get_ns(), left = t->se.exec_start;
+	u32 cpu = t->thread_info.cpu;
+	st->since = 0;
+	if (left && cpu < MAX_CPUS && rq_offset[cpu]) {
+		s64 since = (s64)left + rq_offset[cpu];
+		if (since > 0 && (u64)since <= now)
+			st->since = since;
+	}
 	st->cut = CUT_BEFORE;
 	st->ts_out = inflight_at ? inflight_at : now;
 	return 0;

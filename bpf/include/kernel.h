@@ -115,7 +115,15 @@ struct sched_entity {
 	u64 exec_start;
 } __attribute__((preserve_access_index));
 
+/* x86-64 keeps thread_info inside task_struct: cpu is the CPU the task
+ * runs on, or last ran on. A CO-RE flavour (the ___ suffix is ignored when
+ * matching kernel BTF): blockprof.h has a thread_info of its own. */
+struct thread_info___k {
+	u32 cpu;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
+	struct thread_info___k thread_info;
 	unsigned int __state; /* TASK_RUNNING 0, TASK_INTERRUPTIBLE 1, ... */
 	int on_cpu;           /* running on a CPU right now (or switching) */
 	void *stack;

@@ -382,6 +382,7 @@ const (
 	blockprofProgBprofLoopEnter     = "bprof_loop_enter"
 	blockprofProgBprofLoopExit      = "bprof_loop_exit"
 	blockprofProgBprofLoopSample    = "bprof_loop_sample"
+	blockprofProgBprofRqOffset      = "bprof_rq_offset"
 	blockprofProgBprofSwitch        = "bprof_switch"
 	blockprofProgBprofWakeup        = "bprof_wakeup"
 	blockprofVarActiveAgg           = "active_agg"
@@ -412,6 +413,7 @@ const (
 	blockprofVarInflightKstackNext  = "inflight_kstack_next"
 	blockprofVarLatZero             = "lat_zero"
 	blockprofVarLoopZero            = "loop_zero"
+	blockprofVarRqOffset            = "rq_offset"
 	blockprofVarUnusedDropReason    = "unused_drop_reason"
 	blockprofVarUnusedIntervalKind  = "unused_interval_kind"
 	blockprofVarUnusedLoopEvent     = "unused_loop_event"
@@ -470,6 +472,7 @@ type blockprofProgramSpecs struct {
 	BprofLoopEnter     *ebpf.ProgramSpec `ebpf:"bprof_loop_enter"`
 	BprofLoopExit      *ebpf.ProgramSpec `ebpf:"bprof_loop_exit"`
 	BprofLoopSample    *ebpf.ProgramSpec `ebpf:"bprof_loop_sample"`
+	BprofRqOffset      *ebpf.ProgramSpec `ebpf:"bprof_rq_offset"`
 	BprofSwitch        *ebpf.ProgramSpec `ebpf:"bprof_switch"`
 	BprofWakeup        *ebpf.ProgramSpec `ebpf:"bprof_wakeup"`
 }
@@ -545,6 +548,7 @@ type blockprofVariableSpecs struct {
 	InflightKstackNext  *ebpf.VariableSpec `ebpf:"inflight_kstack_next"`
 	LatZero             *ebpf.VariableSpec `ebpf:"lat_zero"`
 	LoopZero            *ebpf.VariableSpec `ebpf:"loop_zero"`
+	RqOffset            *ebpf.VariableSpec `ebpf:"rq_offset"`
 	UnusedDropReason    *ebpf.VariableSpec `ebpf:"unused_drop_reason"`
 	UnusedIntervalKind  *ebpf.VariableSpec `ebpf:"unused_interval_kind"`
 	UnusedLoopEvent     *ebpf.VariableSpec `ebpf:"unused_loop_event"`
@@ -679,6 +683,7 @@ type blockprofVariables struct {
 	InflightKstackNext  *ebpf.Variable `ebpf:"inflight_kstack_next"`
 	LatZero             *ebpf.Variable `ebpf:"lat_zero"`
 	LoopZero            *ebpf.Variable `ebpf:"loop_zero"`
+	RqOffset            *ebpf.Variable `ebpf:"rq_offset"`
 	UnusedDropReason    *ebpf.Variable `ebpf:"unused_drop_reason"`
 	UnusedIntervalKind  *ebpf.Variable `ebpf:"unused_interval_kind"`
 	UnusedLoopEvent     *ebpf.Variable `ebpf:"unused_loop_event"`
@@ -699,6 +704,7 @@ type blockprofPrograms struct {
 	BprofLoopEnter     *ebpf.Program `ebpf:"bprof_loop_enter"`
 	BprofLoopExit      *ebpf.Program `ebpf:"bprof_loop_exit"`
 	BprofLoopSample    *ebpf.Program `ebpf:"bprof_loop_sample"`
+	BprofRqOffset      *ebpf.Program `ebpf:"bprof_rq_offset"`
 	BprofSwitch        *ebpf.Program `ebpf:"bprof_switch"`
 	BprofWakeup        *ebpf.Program `ebpf:"bprof_wakeup"`
 }
@@ -712,6 +718,7 @@ func (p *blockprofPrograms) Close() error {
 		p.BprofLoopEnter,
 		p.BprofLoopExit,
 		p.BprofLoopSample,
+		p.BprofRqOffset,
 		p.BprofSwitch,
 		p.BprofWakeup,
 	)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 )
 
 // Cut says how the recording window cut an interval: a wait that began
@@ -62,13 +63,36 @@ func (s *Session) OpenWaitsInProgress() error {
 	if err := s.objs.InflightAt.Set(uint64(s.countingSince)); err != nil {
 		return fmt.Errorf("open waits in progress: %w", err)
 	}
-	// The iterator reads the rq clock off the thread that runs it: bring
-	// that thread's accounting up to date first (reading its own
-	// schedstat does), on the same OS thread.
+	s.measureRQClocks()
+	return runIter(s.objs.BprofInflightStart, "open waits in progress")
+}
+
+// measureRQClocks has the kernel note, for every CPU, how its scheduler
+// clock stands against CLOCK_MONOTONIC (bprof_rq_offset): when a thread
+// left the CPU is on its CPU's clock, and the CPUs' clocks differ. On each
+// CPU in turn this thread reads its own schedstat (which brings its
+// exec_start up to that CPU's clock now) and runs the iterator there. A
+// CPU it cannot run on keeps no offset: its threads' waits get no since.
+func (s *Session) measureRQClocks() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	_, _ = os.ReadFile("/proc/thread-self/schedstat")
-	return runIter(s.objs.BprofInflightStart, "open waits in progress")
+	var orig unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &orig); err != nil {
+		return
+	}
+	defer unix.SchedSetaffinity(0, &orig)
+	for cpu := 0; cpu < 1024; cpu++ {
+		if !orig.IsSet(cpu) {
+			continue
+		}
+		var one unix.CPUSet
+		one.Set(cpu)
+		if unix.SchedSetaffinity(0, &one) != nil {
+			continue
+		}
+		_, _ = os.ReadFile("/proc/thread-self/schedstat")
+		_ = runIter(s.objs.BprofRqOffset, "measure scheduler clocks")
+	}
 }
 
 // closeWaitsInProgress closes every interval still open at end (the
