@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/google/pprof/profile"
 )
 
 // pusher sends windows to Grafana Pyroscope through its push API
@@ -54,8 +56,42 @@ func newPusher(cfg *serveConfig, stats *serveStats, warn func(string)) *pusher {
 	}
 }
 
+// pushLabels are the sample labels kept in pushed profiles. Pyroscope
+// turns every sample label into a series label: pid, tid, thread names,
+// targets (paths, ports, futex addresses) and wakers would make a series
+// each. What was waited on stays in the stacks' leaf frames.
+var pushLabels = map[string]bool{"syscall": true, "kind": true, "state": true}
+
+// forPush is a window's pprof with only pushLabels left on its samples
+// (numeric labels dropped too), equal samples merged.
+func forPush(b []byte) ([]byte, error) {
+	p, err := profile.ParseData(b)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range p.Sample {
+		for k := range s.Label {
+			if !pushLabels[k] {
+				delete(s.Label, k)
+			}
+		}
+		s.NumLabel, s.NumUnit = nil, nil
+	}
+	p = p.Compact()
+	var out bytes.Buffer
+	if err := p.Write(&out); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), nil
+}
+
 // enqueue queues a window's pprof; never blocks.
 func (p *pusher) enqueue(b []byte) {
+	b, err := forPush(b)
+	if err != nil {
+		p.dropped(fmt.Sprintf("prepare: %v", err))
+		return
+	}
 	select {
 	case p.q <- b:
 	default:
