@@ -131,9 +131,16 @@ func (v *int64s) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// pyroscopeSelf asks Pyroscope for the merged flame graph of service's
-// block delay and returns self time by function.
-func pyroscopeSelf(t *testing.T, url, service string, start, end time.Time) map[string]int64 {
+// fnTimes are a profile's delay by function: self (the leaf frame's), and
+// total (each frame's, a function counted as often as it is on a stack,
+// as a flame graph's nodes add up).
+type fnTimes struct{ self, total map[string]int64 }
+
+func newFnTimes() fnTimes { return fnTimes{map[string]int64{}, map[string]int64{}} }
+
+// pyroscopeTimes asks Pyroscope for the merged flame graph of service's
+// block delay and returns its times by function.
+func pyroscopeTimes(t *testing.T, url, service string, start, end time.Time) fnTimes {
 	t.Helper()
 	body, _ := json.Marshal(map[string]any{
 		"profileTypeID": "block:delay:nanoseconds:contentions:count",
@@ -159,29 +166,60 @@ func pyroscopeSelf(t *testing.T, url, service string, start, end time.Time) map[
 	if err := json.NewDecoder(resp.Body).Decode(&fg); err != nil {
 		t.Fatal(err)
 	}
-	self := map[string]int64{}
+	ft := newFnTimes()
 	for _, l := range fg.Flamegraph.Levels {
 		for i := 0; i+3 < len(l.Values); i += 4 { // [x, total, self, name]
-			self[fg.Flamegraph.Names[l.Values[i+3]]] += l.Values[i+2]
+			name := fg.Flamegraph.Names[l.Values[i+3]]
+			if name == "total" { // the root
+				continue
+			}
+			ft.total[name] += l.Values[i+1]
+			if l.Values[i+2] != 0 {
+				ft.self[name] += l.Values[i+2]
+			}
 		}
 	}
-	delete(self, "total")
-	return self
+	return ft
 }
 
-// localSelf is self delay by leaf function of profiles.
-func localSelf(t *testing.T, ps []*profile.Profile) map[string]int64 {
-	self := map[string]int64{}
+// localTimes are the same times from the windows serve wrote.
+func localTimes(t *testing.T, ps []*profile.Profile) fnTimes {
+	ft := newFnTimes()
 	for _, p := range ps {
 		delay := sampleIndex(t, p, "delay")
 		for _, s := range p.Sample {
-			if len(s.Location) == 0 || len(s.Location[0].Line) == 0 || s.Value[delay] == 0 {
+			v := s.Value[delay]
+			if v == 0 {
 				continue
 			}
-			self[s.Location[0].Line[0].Function.Name] += s.Value[delay]
+			for i, loc := range s.Location {
+				for j, line := range loc.Line {
+					ft.total[line.Function.Name] += v
+					if i == 0 && j == 0 {
+						ft.self[line.Function.Name] += v
+					}
+				}
+			}
 		}
 	}
-	return self
+	return ft
+}
+
+// compareTimes reports every function whose times differ.
+func compareTimes(t *testing.T, what string, got, want map[string]int64) (sum int64) {
+	t.Helper()
+	for fn, v := range want {
+		sum += v
+		if got[fn] != v {
+			t.Errorf("%s of %s: pyroscope %d ns, local %d ns", what, fn, got[fn], v)
+		}
+	}
+	for fn, v := range got {
+		if _, ok := want[fn]; !ok {
+			t.Errorf("%s of %s: pyroscope %d ns, not in the local windows", what, fn, v)
+		}
+	}
+	return sum
 }
 
 // Every window goes to a real Pyroscope v1.8.0, and what it gives back
@@ -214,29 +252,19 @@ func TestServePushPyroscope(t *testing.T) {
 	last := ws[len(ws)-1]
 	end := time.Unix(0, last.TimeNanos+last.DurationNanos).Add(time.Second)
 
-	want := localSelf(t, ws)
-	var got map[string]int64
+	want := localTimes(t, ws)
+	var got fnTimes
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
-		got = pyroscopeSelf(t, url, service, start, end)
+		got = pyroscopeTimes(t, url, service, start, end)
 		if fmt.Sprint(got) == fmt.Sprint(want) || time.Now().After(deadline) {
 			break
 		}
 	}
-	var wantSum, gotSum int64
-	for fn, v := range want {
-		wantSum += v
-		if got[fn] != v {
-			t.Errorf("%s: pyroscope %d ns, local %d ns", fn, got[fn], v)
-		}
-	}
-	for fn, v := range got {
-		gotSum += v
-		if _, ok := want[fn]; !ok {
-			t.Errorf("%s: pyroscope %d ns, not in the local windows", fn, v)
-		}
-	}
-	t.Logf("%d windows, %d functions; total self delay: pyroscope %d ns, local %d ns", len(ws), len(want), gotSum, wantSum)
-	if wantSum == 0 {
-		t.Error("nothing recorded")
+	sum := compareTimes(t, "self", got.self, want.self)
+	compareTimes(t, "total", got.total, want.total)
+	t.Logf("%d windows pushed; %d functions, %d leaves; self delay summed: %d ns local, the same per function in pyroscope unless listed above",
+		len(ws), len(want.total), len(want.self), sum)
+	if sum == 0 || want.total["main.blockRead"] == 0 {
+		t.Errorf("the workload's functions are missing: %v", want.total)
 	}
 }
