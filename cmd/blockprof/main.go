@@ -36,6 +36,8 @@ split into blocked and run-queue time, with user and kernel stacks.
 Usage:
   blockprof record [flags] -p PID[,PID...]    profile running processes
   blockprof record [flags] -- CMD [ARGS...]   launch CMD and profile it (and its children)
+  blockprof serve [flags] -p PID | --comm RE | --cgroup DIR
+                                              profile continuously; serve /debug/pprof/block, push to Pyroscope
   blockprof now -p PID[,PID...]               what every thread waits on right now, and since when
   blockprof report [--top N] [--focus RE] FILE  print the first screen of a saved profile
   blockprof version
@@ -58,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "record":
 		return record(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return serve(ctx, args[1:], stdout, stderr)
 	case "now":
 		return now(ctx, args[1:], stdout, stderr)
 	case "report":

@@ -56,6 +56,10 @@ type Options struct {
 	Python bool
 	// Loop turns on event-loop mode (nil: off; its programs stay detached).
 	Loop *LoopOptions
+	// LateTargets says targets may be added after Open (AddTarget): PIDs
+	// may then be empty, and even a single PID is looked up in the targets
+	// map rather than compared with a load-time constant.
+	LateTargets bool
 	// NoWaitsInProgress leaves out waits that began before counting
 	// started and those still going when it stops. By default a thread
 	// already off the CPU is measured from the start (see
@@ -155,6 +159,7 @@ type Session struct {
 	unwstacks        map[uint64]unwound  // copied out before LRU eviction
 	pyReader         *ringbuf.Reader     // see NextPythonStack
 	closed           bool
+	lateTargets      bool // AddTarget may add targets (Options.LateTargets)
 
 	// The window (CLOCK_MONOTONIC) and waits in progress (inflight.go).
 	countingSince, countingUntil time.Duration
@@ -179,7 +184,7 @@ const programPrefix = "bprof_"
 // Open loads the BPF objects, configured for opts, and attaches them. On
 // error nothing stays loaded or attached.
 func Open(opts Options) (*Session, error) {
-	if len(opts.PIDs) == 0 {
+	if len(opts.PIDs) == 0 && !opts.LateTargets {
 		return nil, errors.New("no target process")
 	}
 	if err := CheckBTF(); err != nil {
@@ -222,7 +227,7 @@ func configuredSpec(opts Options) (*ebpf.CollectionSpec, error) {
 		return vs.Set(v)
 	}
 	single := uint32(0)
-	if len(opts.PIDs) == 1 && !opts.FollowChildren && !opts.AwaitExec {
+	if len(opts.PIDs) == 1 && !opts.FollowChildren && !opts.AwaitExec && !opts.LateTargets {
 		single = uint32(opts.PIDs[0])
 	}
 	var mask [8]uint64
@@ -335,6 +340,7 @@ func (s *Session) open(spec *ebpf.CollectionSpec, opts Options) error {
 	}
 	s.countingSince = Monotonic()
 	s.waitsInProgress = !opts.NoWaitsInProgress
+	s.lateTargets = opts.LateTargets
 	if opts.Loop != nil {
 		if err := s.attachLoop(opts.Loop, opts.PIDs); err != nil {
 			return err
@@ -346,6 +352,30 @@ func (s *Session) open(spec *ebpf.CollectionSpec, opts Options) error {
 // CountingSince is when counting started (CLOCK_MONOTONIC): the window's
 // start, from which waits already in progress are measured.
 func (s *Session) CountingSince() time.Duration { return s.countingSince }
+
+// AddTarget starts counting process pid (a tgid) from now on, as if it
+// had been among Options.PIDs: its threads' switch-outs are recorded from
+// their next one (waits already in progress are not opened for it). It
+// needs Options.LateTargets (otherwise a single target is compared with a
+// load-time constant and the new one would never count). Adding a target
+// twice is harmless.
+func (s *Session) AddTarget(pid int) error {
+	if !s.lateTargets {
+		return errors.New("add target: session not opened for late targets")
+	}
+	if pid <= 0 {
+		return fmt.Errorf("add target %d: invalid process id", pid)
+	}
+	s.mu.Lock() // not while Close unloads the maps
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("add target %d: %w", pid, os.ErrClosed)
+	}
+	if err := s.objs.Targets.Put(uint32(pid), uint8(1)); err != nil { // TARGET_LIVE
+		return classify(fmt.Sprintf("add target %d", pid), err)
+	}
+	return nil
+}
 
 // CountingUntil is when counting stopped (CLOCK_MONOTONIC), zero while
 // attached.

@@ -38,6 +38,10 @@ type Config struct {
 	// execs under the same PID, so none of its blocking is missed.
 	Launched int
 	Release  func() error
+	// LateTargets lets targets be added while recording (AddTargets), as a
+	// long-running profiler finds them: PIDs may then be empty, and the
+	// recording does not end when the targets exit.
+	LateTargets bool
 
 	// Duration ends the recording this long after counting started (the
 	// programs attached); 0: it runs until Stop, ctx ends, or the targets
@@ -126,9 +130,15 @@ type Recording struct {
 	stopOnce sync.Once
 	stopWhy  string
 	snaps    chan chan snapshot
+	adds     chan addTargets
 	why      string // why counting stopped
 	err      error  // a drain failed: the recording is lost
 	finished bool   // Stop or Close ran
+}
+
+type addTargets struct {
+	pids  []int
+	reply chan error
 }
 
 type snapshot struct {
@@ -149,7 +159,7 @@ func Start(ctx context.Context, cfg Config) (*Recording, error) {
 		pids = []int{cfg.Launched}
 	}
 	// The Python frame walker is loaded only when it may find something.
-	python := cfg.Python && (cfg.Launched != 0 || detectPythons(pids))
+	python := cfg.Python && (cfg.Launched != 0 || cfg.LateTargets || detectPythons(pids))
 	sess, err := attach.Open(attach.Options{
 		PIDs:              pids,
 		TIDs:              cfg.TIDs,
@@ -169,6 +179,7 @@ func Start(ctx context.Context, cfg Config) (*Recording, error) {
 		NoSyscall:         cfg.NoSyscall,
 		Python:            python,
 		Loop:              loopOptions(cfg.Loop),
+		LateTargets:       cfg.LateTargets,
 	})
 	if err != nil {
 		return nil, err
@@ -176,7 +187,8 @@ func Start(ctx context.Context, cfg Config) (*Recording, error) {
 	// Counting has started: the window starts here.
 	attached := time.Now()
 	r := &Recording{recorder: newRecorder(cfg, sess, symbolize.New(symbolize.Options{})),
-		done: make(chan struct{}), stop: make(chan struct{}), snaps: make(chan chan snapshot)}
+		done: make(chan struct{}), stop: make(chan struct{}), snaps: make(chan chan snapshot),
+		adds: make(chan addTargets)}
 	r.python = python
 	r.began, r.attached = began, attached
 	r.win.start = attached
@@ -230,9 +242,9 @@ func (r *Recording) begin(pids []int) error {
 // then detaches at once, so the window ends when it should.
 func (r *Recording) run(ctx context.Context, pids []int) {
 	exited := make(chan struct{})
-	if r.cfg.Launched == 0 {
+	if r.cfg.Launched == 0 && !r.cfg.LateTargets {
 		// A launched command's exit is its front end's to see: it waits
-		// for it.
+		// for it. Late targets come and go.
 		go func() {
 			if waitAllExit(ctx, r.done, pids) {
 				close(exited)
@@ -291,6 +303,8 @@ func (r *Recording) run(ctx context.Context, pids []int) {
 				continue
 			}
 			r.prefetchPython(st)
+		case add := <-r.adds:
+			add.reply <- r.addTargets(add.pids)
 		case reply := <-r.snaps:
 			p, err := r.snapshot()
 			reply <- snapshot{p, err}
@@ -353,6 +367,42 @@ func (r *Recording) Snapshot() (*profiles.Profile, error) {
 	case <-r.done:
 		return nil, ErrEnded
 	}
+}
+
+// AddTargets starts recording processes pids from now on (not their
+// children: the caller adds those it wants); it needs Config.LateTargets. Processes already recorded are skipped. Their
+// waits already in progress are not opened (unlike Start's targets): a
+// wait counts from its thread's next switch-out. It returns ErrEnded once
+// the recording has ended. Safe from any goroutine.
+func (r *Recording) AddTargets(pids []int) error {
+	if !r.cfg.LateTargets {
+		return errors.New("add targets: recording not started with LateTargets")
+	}
+	reply := make(chan error, 1)
+	select {
+	case r.adds <- addTargets{pids, reply}:
+		return <-reply
+	case <-r.done:
+		return ErrEnded
+	}
+}
+
+// addTargets is AddTargets on the recording's goroutine.
+func (r *recorder) addTargets(pids []int) error {
+	var errs []error
+	for _, pid := range pids {
+		if _, ok := r.procs[uint32(pid)]; ok {
+			continue
+		}
+		// Counting first; the symbolizer and unwind tables follow (a
+		// stack walked before they load falls back to frame pointers).
+		if err := r.src.AddTarget(pid); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r.attachProcess(uint32(pid))
+	}
+	return errors.Join(errs...)
 }
 
 // Stop ends the recording (reason, e.g. "cmd exited", is kept in the

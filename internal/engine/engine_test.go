@@ -40,6 +40,7 @@ func (f *fakeSource) Drops() (map[string]uint64, error)          { return f.drop
 func (f *fakeSource) Threads() (map[uint32]attach.Thread, error) { return f.threads, nil }
 func (f *fakeSource) Latencies() ([]attach.Latency, error)       { return f.lat, nil }
 func (f *fakeSource) AddUnwind(int) error                        { return nil }
+func (f *fakeSource) AddTarget(int) error                        { return nil }
 func (f *fakeSource) UnwindStats() attach.UnwindStats            { return attach.UnwindStats{} }
 func (f *fakeSource) AddPython(uint32, *python.Target) error     { return nil }
 func (f *fakeSource) NextPythonStack() (*attach.PyStack, error)  { return nil, attach.ErrNoProcess }

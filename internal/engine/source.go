@@ -14,6 +14,7 @@ type source interface {
 	DetachAt(end time.Duration) error
 	CountingSince() time.Duration
 	Close() error
+	AddTarget(pid int) error
 	Drops() (map[string]uint64, error)
 	Threads() (map[uint32]attach.Thread, error)
 	Latencies() ([]attach.Latency, error)

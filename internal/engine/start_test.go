@@ -51,3 +51,55 @@ func TestStartSnapshotStop(t *testing.T) {
 		t.Errorf("Snapshot after Stop: %v, want ErrEnded", err)
 	}
 }
+
+// LateTargets: a recording with no target at first does not end for
+// lack of one, records a process from AddTargets on, and goes on after
+// that process exits.
+func TestLateTargets(t *testing.T) {
+	testutil.RequireRoot(t)
+	rec, err := Start(context.Background(), Config{LateTargets: true, UserStacks: true,
+		KernelStacks: true, DrainInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rec.Close()
+	empty, err := rec.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(empty.Samples) != 0 {
+		t.Errorf("no target yet, but %d samples", len(empty.Samples))
+	}
+
+	sleeper := exec.Command("/bin/sh", "-c", "i=0; while [ $i -lt 10 ]; do sleep 0.05; i=$((i+1)); done")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	if err := rec.AddTargets([]int{sleeper.Process.Pid}); err != nil {
+		t.Fatal(err)
+	}
+	sleeper.Wait()
+	time.Sleep(300 * time.Millisecond) // more than the exit check's 100 ms
+	select {
+	case <-rec.Done():
+		t.Fatalf("recording ended when its only target exited: %s", rec.Reason())
+	default:
+	}
+	p, err := rec.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocked time.Duration
+	for _, s := range p.Samples {
+		if s.PID == sleeper.Process.Pid {
+			blocked += s.Blocked
+		}
+	}
+	if blocked < 250*time.Millisecond {
+		t.Errorf("added target blocked %v, want most of its 10 × 50 ms waits for its sleeps", blocked)
+	}
+	if _, ok := p.Processes[sleeper.Process.Pid]; !ok {
+		t.Errorf("added target missing from the profile's processes: %v", p.Processes)
+	}
+}
