@@ -26,6 +26,8 @@ type served struct {
 	addr   string // host:port of its HTTP server
 	keep   string // its --keep-windows directory
 	stderr bytes.Buffer
+	// programs loaded before it started (another blockprof beside the tests)
+	before []string
 }
 
 // startServe runs `blockprof serve ARGS` on a free loopback port and
@@ -33,7 +35,7 @@ type served struct {
 func startServe(t *testing.T, args ...string) *served {
 	t.Helper()
 	dir := t.TempDir()
-	s := &served{keep: filepath.Join(dir, "windows")}
+	s := &served{keep: filepath.Join(dir, "windows"), before: loadedPrograms(t, nil)}
 	ready := filepath.Join(dir, "ready")
 	args = append([]string{"serve", "--listen", "127.0.0.1:0", "--ready-file", ready, "--keep-windows", s.keep}, args...)
 	s.cmd = exec.Command(blockprofBin(t), args...)
@@ -101,7 +103,7 @@ func (s *served) stop(t *testing.T) {
 	t.Logf("serve stderr:\n%s", s.stderr.String())
 	// The kernel frees programs after an RCU grace period.
 	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		left := loadedPrograms(t)
+		left := loadedPrograms(t, s.before)
 		if len(left) == 0 {
 			break
 		}
