@@ -111,8 +111,7 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			fs.Usage()
-			return nil, errHelp
+			return nil, errHelp // pflag printed the usage already
 		}
 		return nil, err
 	}

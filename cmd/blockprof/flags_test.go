@@ -89,6 +89,17 @@ func TestHelpAndVersion(t *testing.T) {
 		}
 	}
 	out.Reset()
+	// Every sub-command prints its usage once.
+	for _, cmd := range []string{"record", "now", "serve", "report"} {
+		out.Reset()
+		if code := run(context.Background(), []string{cmd, "--help"}, &out, &errb); code != exitOK {
+			t.Errorf("%s --help: exit %d", cmd, code)
+		}
+		if n := strings.Count(out.String(), "Usage:"); n != 1 {
+			t.Errorf("%s --help prints its usage %d times:\n%s", cmd, n, out.String())
+		}
+	}
+	out.Reset()
 	if code := run(context.Background(), []string{"--help"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "Examples:") {
 		t.Errorf("--help: exit %d, output %q", code, out.String())
 	}

@@ -49,8 +49,7 @@ func now(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			fs.Usage()
-			return exitOK
+			return exitOK // pflag printed the usage already
 		}
 		return usageErr(err)
 	}

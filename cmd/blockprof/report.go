@@ -37,8 +37,7 @@ func report(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
-			fs.Usage()
-			return exitOK
+			return exitOK // pflag printed the usage already
 		}
 		fmt.Fprintf(stderr, "blockprof: report: %v\n", err)
 		return exitUsage
