@@ -115,6 +115,12 @@ struct sched_entity {
 	u64 exec_start;
 } __attribute__((preserve_access_index));
 
+/* The thread group's shared state: live counts its threads not yet past
+ * do_exit's group_dead test (0 once the last one is). */
+struct signal_struct {
+	struct { int counter; } live;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	unsigned int __state; /* TASK_RUNNING 0, TASK_INTERRUPTIBLE 1, ... */
 	int on_cpu;           /* running on a CPU right now (or switching) */
@@ -127,6 +133,7 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct mm_struct *mm;
 	struct files_struct *files;
+	struct signal_struct *signal;
 } __attribute__((preserve_access_index));
 
 /* x86-64 syscall arguments: di, si, dx, r10, r8, r9. */
