@@ -1158,6 +1158,31 @@ int BPF_PROG(bprof_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+/* Deletes unw_mappings[{tgid, i}], one per bpf_loop step. */
+struct unw_release {
+	u32 tgid;
+};
+
+static long unw_release_step(u64 i, struct unw_release *r)
+{
+	struct unw_mapping_key k = { .tgid = r->tgid, .idx = (u32)i };
+	bpf_map_delete_elem(&unw_mappings, &k);
+	return 0;
+}
+
+/* Forget tgid's unwind mapping list: walks use frame pointers (marked
+ * pending) until user space loads the new one. */
+static __always_inline void release_unwind(u32 tgid)
+{
+	u32 *n = bpf_map_lookup_elem(&unw_procs, &tgid);
+	if (!n)
+		return;
+	struct unw_release r = { .tgid = tgid };
+	u32 count = *n;
+	bpf_map_delete_elem(&unw_procs, &tgid);
+	bpf_loop(count < UNW_MAX_MAPPINGS ? count : UNW_MAX_MAPPINGS, unw_release_step, &r, 0);
+}
+
 /* exec renames the process: take the thread's names again at its next
  * switch-out (with -- CMD, the first ones are the exec gate's). */
 SEC("tp_btf/sched_process_exec")
@@ -1173,20 +1198,12 @@ int BPF_PROG(bprof_exec)
 	struct task_state *st = bpf_task_storage_get(&tstate, t, 0, 0);
 	if (st)
 		st->named = false;
+	/* The mapping list (inherited at fork, or loaded) describes the
+	 * old image: walked with it, the new one's stacks were garbage. */
+	if (cfg_unwind)
+		release_unwind(tgid);
 	if (cfg_follow_children)
 		proc_event(PROC_EXEC, tgid);
-	return 0;
-}
-
-/* Deletes unw_mappings[{tgid, i}], one per bpf_loop step. */
-struct unw_release {
-	u32 tgid;
-};
-
-static long unw_release_step(u64 i, struct unw_release *r)
-{
-	struct unw_mapping_key k = { .tgid = r->tgid, .idx = (u32)i };
-	bpf_map_delete_elem(&unw_mappings, &k);
 	return 0;
 }
 
@@ -1212,15 +1229,8 @@ int BPF_PROG(bprof_exit, struct task_struct *t)
 	bpf_map_delete_elem(&targets, &tgid);
 	if (cfg_python)
 		bpf_map_delete_elem(&py_targets, &tgid);
-	if (cfg_unwind) {
-		u32 *n = bpf_map_lookup_elem(&unw_procs, &tgid);
-		if (n) {
-			struct unw_release r = { .tgid = tgid };
-			u32 count = *n;
-			bpf_map_delete_elem(&unw_procs, &tgid);
-			bpf_loop(count < UNW_MAX_MAPPINGS ? count : UNW_MAX_MAPPINGS, unw_release_step, &r, 0);
-		}
-	}
+	if (cfg_unwind)
+		release_unwind(tgid);
 	proc_event(PROC_EXIT, tgid);
 	return 0;
 }

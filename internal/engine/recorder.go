@@ -460,6 +460,17 @@ func (r *recorder) sample(p *profiles.Profile, rec *attach.Record, py string, th
 			}
 		}
 	}
+	if rec.UnwindPending {
+		// Frame pointers through code built without them read
+		// garbage: cut at the first caller in no mapping (the marker
+		// below says frames are missing).
+		for i := 1; i < len(user); i++ {
+			if user[i].Mapping == nil && len(user[i].Frames) == 0 {
+				user = user[:i]
+				break
+			}
+		}
+	}
 	if py != "" {
 		user = splicePython(user, r.pyLocs[py])
 	}
