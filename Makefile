@@ -8,7 +8,7 @@ BPF_CFLAGS ?= -O2 -g -Wall -Werror -mcpu=v3 -I/usr/include/$(shell uname -m)-lin
 GO ?= go
 BIN := bin/blockprof
 
-.PHONY: all build generate check-generated test bench demo fuzz clean
+.PHONY: all build generate check-generated test bench demo fuzz soak clean
 
 all: build
 
@@ -42,6 +42,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLineForInstr -fuzztime 30s ./internal/python/
 	$(GO) test -run '^$$' -fuzz FuzzParseDebugOffsets -fuzztime 30s ./internal/python/
 	$(GO) test -run '^$$' -fuzz FuzzParseEhFrame -fuzztime 30s ./internal/unwind/
+
+# Manual, not CI (root): 10 minutes on the high-cardinality workload,
+# printing blockprof's RSS and open fds every second.
+soak:
+	$(GO) test -count=1 -v -run 'TestMemoryBound' -timeout 20m ./cmd/blockprof/ -args -bound-for 10m
 
 demo: build
 	./demo/run.sh

@@ -38,6 +38,9 @@ char LICENSE[] SEC("license") = "GPL";
 volatile const u32 cfg_single_tgid = 0;  /* one target process, no children: compare, don't look up */
 volatile const bool cfg_filter_tids = 0; /* only threads listed in target_tids */
 volatile const bool cfg_follow_children = 0;
+/* Targets come and go while recording (children followed, or processes
+ * added later): release an exited one's entries (bprof_exit). */
+volatile const bool cfg_release_exited = 0;
 volatile const bool cfg_preempted = 0;    /* also count involuntary switch-outs */
 volatile const bool cfg_user_stacks = 1;
 volatile const bool cfg_kernel_stacks = 1;
@@ -76,6 +79,8 @@ const enum waker_kind *unused_waker_kind __attribute__((unused));
 const enum unw_status *unused_unw_status __attribute__((unused));
 const enum loop_event_kind *unused_loop_event_kind __attribute__((unused));
 const struct loop_event *unused_loop_event __attribute__((unused));
+const enum proc_event_kind *unused_proc_event_kind __attribute__((unused));
+const struct proc_event *unused_proc_event __attribute__((unused));
 
 
 /* tgid -> TARGET_*. Targets, plus children when following. Sized for a
@@ -203,14 +208,20 @@ struct agg_map agg0 SEC(".maps");
 struct agg_map agg1 SEC(".maps");
 struct agg_map agg2 SEC(".maps");
 
-/* (tgid, syscall, target) -> latency histogram. Never drained: read once
- * at the end. */
-struct {
+/* (tgid, syscall, target) -> latency histogram. Rotated with the
+ * aggregation maps (same index, same in-flight count), so each drain reads
+ * and empties one exactly: the histograms of a drain interval, not of the
+ * whole run. 8192 distinct (process, syscall, target) per drain interval;
+ * overflow is counted (DROP_LATENCY_FULL, sums unaffected). */
+struct lat_map {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 8192);
 	__type(key, struct lat_key);
 	__type(value, struct lat_val);
-} latency SEC(".maps");
+};
+struct lat_map latency0 SEC(".maps");
+struct lat_map latency1 SEC(".maps");
+struct lat_map latency2 SEC(".maps");
 
 /* (file, inode) -> what the fd was. LRU: user space copies each one at the
  * drain that first sees it, long before it could be evicted. */
@@ -318,8 +329,13 @@ static __always_inline u32 log2_u64(u64 v)
 /* A zeroed histogram to insert (too big for the BPF stack). */
 const volatile struct lat_val lat_zero = {};
 
-static __always_inline void record_latency(struct agg_key *k, u64 ns)
+static __always_inline void record_latency(u32 idx, struct agg_key *k, u64 ns)
 {
+	void *latency = &latency0;
+	if (idx == 1)
+		latency = &latency1;
+	else if (idx == 2)
+		latency = &latency2;
 	struct lat_key key;
 	__builtin_memset(&key, 0, sizeof(key));
 	key.tgid = k->tgid;
@@ -327,10 +343,10 @@ static __always_inline void record_latency(struct agg_key *k, u64 ns)
 	key.tkind = k->tkind;
 	key.ta = k->ta;
 	key.tb = k->tb;
-	struct lat_val *v = bpf_map_lookup_elem(&latency, &key);
+	struct lat_val *v = bpf_map_lookup_elem(latency, &key);
 	if (!v) {
-		bpf_map_update_elem(&latency, &key, (void *)&lat_zero, BPF_NOEXIST);
-		v = bpf_map_lookup_elem(&latency, &key);
+		bpf_map_update_elem(latency, &key, (void *)&lat_zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(latency, &key);
 		if (!v) {
 			drop(DROP_LATENCY_FULL, 1);
 			return;
@@ -379,10 +395,11 @@ static __always_inline void agg_leave(u32 idx)
 		__sync_fetch_and_add(&agg_inflight[idx], -1);
 }
 
-/* Add to the active aggregation map; false (counted) if it is full. */
-static __always_inline bool agg_add(struct agg_key *key, u64 count, u64 blocked, u64 runq, u64 bytes)
+/* Add to aggregation map idx (taken with agg_enter); false (counted) if
+ * it is full. */
+static __always_inline bool agg_add_in(u32 active, struct agg_key *key, u64 count, u64 blocked, u64 runq,
+				       u64 bytes)
 {
-	u32 active = agg_enter();
 	void *agg = &agg0;
 	if (active == 1)
 		agg = &agg1;
@@ -394,7 +411,6 @@ static __always_inline bool agg_add(struct agg_key *key, u64 count, u64 blocked,
 		bpf_map_update_elem(agg, key, &zero, BPF_NOEXIST);
 		v = bpf_map_lookup_elem(agg, key);
 		if (!v) {
-			agg_leave(active);
 			drop(DROP_AGG_FULL, count);
 			drop(DROP_AGG_FULL_NS, blocked + runq);
 			return false;
@@ -405,8 +421,16 @@ static __always_inline bool agg_add(struct agg_key *key, u64 count, u64 blocked,
 	__sync_fetch_and_add(&v->runqueue_ns, runq);
 	if (bytes)
 		__sync_fetch_and_add(&v->bytes, bytes);
-	agg_leave(active);
 	return true;
+}
+
+/* Add to the active aggregation map; false (counted) if it is full. */
+static __always_inline bool agg_add(struct agg_key *key, u64 count, u64 blocked, u64 runq, u64 bytes)
+{
+	u32 active = agg_enter();
+	bool ok = agg_add_in(active, key, count, blocked, runq, bytes);
+	agg_leave(active);
+	return ok;
 }
 
 /* Close thread t's open interval at now (it is running again) and add it
@@ -472,10 +496,12 @@ static __always_inline void close_interval(struct task_struct *t, struct task_st
 	if (st->out_seq && st->out_seq == st->loop_seq)
 		st->iter_off += blocked + runq;
 
-	if (!agg_add(&key, 1, blocked, runq, st->bytes))
-		return;
-	if (key.kind == KIND_BLOCKED)
-		record_latency(&key, blocked + runq);
+	/* The interval and its histogram go to maps of the same index, so
+	 * one drain reads both. */
+	u32 active = agg_enter();
+	if (agg_add_in(active, &key, 1, blocked, runq, st->bytes) && key.kind == KIND_BLOCKED)
+		record_latency(active, &key, blocked + runq);
+	agg_leave(active);
 }
 
 /* next is about to run: close its interval, if it has one. */
@@ -1111,6 +1137,24 @@ static __always_inline void inherit_unwind(u32 ptgid, u32 ctgid)
 	bpf_map_update_elem(&unw_procs, &ctgid, &count, BPF_ANY);
 }
 
+/* Followed processes that appeared, exec'ed or exited (struct
+ * proc_event): user space reads a new process's mappings at once rather
+ * than at its next poll, and lets go of an exited one's state. 8-byte
+ * events, read as they come: 64 KiB holds 8k, far more than a burst of
+ * forks between two reads. A lost one is counted (DROP_PROC_EVENT): polling
+ * still finds the process, if it lives long enough. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} proc_events SEC(".maps");
+
+static __always_inline void proc_event(u32 kind, u32 tgid)
+{
+	struct proc_event e = { .kind = kind, .tgid = tgid };
+	if (bpf_ringbuf_output(&proc_events, &e, sizeof(e), 0))
+		drop(DROP_PROC_EVENT, 1);
+}
+
 /* With -- CMD, the command's children become targets as they fork. */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(bprof_fork, struct task_struct *parent, struct task_struct *child)
@@ -1121,11 +1165,39 @@ int BPF_PROG(bprof_fork, struct task_struct *parent, struct task_struct *child)
 	if (ptgid == ctgid || !tgid_is_target(parent))
 		return 0;
 	u8 one = TARGET_LIVE;
-	if (bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY))
+	if (bpf_map_update_elem(&targets, &ctgid, &one, BPF_ANY)) {
 		drop(DROP_TARGETS_FULL, 1);
+		return 0;
+	}
 	if (cfg_unwind)
 		inherit_unwind(ptgid, ctgid);
+	proc_event(PROC_FORK, ctgid);
 	return 0;
+}
+
+/* Deletes unw_mappings[{tgid, i}], one per bpf_loop step. */
+struct unw_release {
+	u32 tgid;
+};
+
+static long unw_release_step(u64 i, struct unw_release *r)
+{
+	struct unw_mapping_key k = { .tgid = r->tgid, .idx = (u32)i };
+	bpf_map_delete_elem(&unw_mappings, &k);
+	return 0;
+}
+
+/* Forget tgid's unwind mapping list: walks use frame pointers (marked
+ * pending) until user space loads the new one. */
+static __always_inline void release_unwind(u32 tgid)
+{
+	u32 *n = bpf_map_lookup_elem(&unw_procs, &tgid);
+	if (!n)
+		return;
+	struct unw_release r = { .tgid = tgid };
+	u32 count = *n;
+	bpf_map_delete_elem(&unw_procs, &tgid);
+	bpf_loop(count < UNW_MAX_MAPPINGS ? count : UNW_MAX_MAPPINGS, unw_release_step, &r, 0);
 }
 
 /* exec renames the process: take the thread's names again at its next
@@ -1136,11 +1208,47 @@ int BPF_PROG(bprof_exec)
 	struct task_struct *t = bpf_get_current_task_btf();
 	u32 tgid = t->tgid;
 	u8 *v = bpf_map_lookup_elem(&targets, &tgid);
-	if (v && *v == TARGET_AWAIT_EXEC)
+	if (!v)
+		return 0;
+	if (*v == TARGET_AWAIT_EXEC)
 		*v = TARGET_LIVE;
 	struct task_state *st = bpf_task_storage_get(&tstate, t, 0, 0);
 	if (st)
 		st->named = false;
+	/* The mapping list (inherited at fork, or loaded) describes the
+	 * old image: walked with it, the new one's stacks were garbage. */
+	if (cfg_unwind)
+		release_unwind(tgid);
+	if (cfg_follow_children)
+		proc_event(PROC_EXEC, tgid);
+	return 0;
+}
+
+/* A followed process is gone: release what it held in the per-process
+ * maps (target, Python offsets, unwind mapping list), so that churn of
+ * short-lived children never fills them. Every thread exit passes here,
+ * never a context switch: a non-target leaves after one lookup, a thread
+ * of a target that is not its group's last after one more read. The last
+ * thread, not the leader: a leader may exit (pthread_exit) before its
+ * threads. signal->live reached 0 before this tracepoint fired (do_exit
+ * decrements it first, every kernel since 2.6); 6.16+ also passes
+ * group_dead, which older kernels lack. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(bprof_exit, struct task_struct *t)
+{
+	if (!cfg_release_exited)
+		return 0; /* fixed targets: user space ends when they exit */
+	u32 tgid = t->tgid;
+	if (!bpf_map_lookup_elem(&targets, &tgid))
+		return 0;
+	if (BPF_CORE_READ(t, signal, live.counter) != 0)
+		return 0;
+	bpf_map_delete_elem(&targets, &tgid);
+	if (cfg_python)
+		bpf_map_delete_elem(&py_targets, &tgid);
+	if (cfg_unwind)
+		release_unwind(tgid);
+	proc_event(PROC_EXIT, tgid);
 	return 0;
 }
 

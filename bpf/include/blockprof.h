@@ -47,6 +47,7 @@ enum drop_reason {
 	DROP_PY_TRUNCATED,         /* Python stack deeper than PY_MAX_FRAMES (outer frames cut) */
 	DROP_LOOP_EVENT,           /* loop event ring full: a stall (or a new loop thread) not reported */
 	DROP_LOOP_STATS_FULL,      /* too many loop threads: one is not measured */
+	DROP_PROC_EVENT,           /* process event ring full: a new process found by polling instead */
 	DROP_MAX,
 };
 
@@ -217,4 +218,18 @@ struct loop_event {
 	u64 off_ns;     /* off-CPU time inside it (blocked + run-queue) */
 	s32 sysnr;
 	u32 pad;
+};
+
+/* A followed process appeared, exec'ed or exited: user space reads its
+ * mappings at once (a short-lived child may be gone by the next poll) and
+ * lets go of its state once it is gone. */
+enum proc_event_kind {
+	PROC_FORK = 1, /* tgid is a new child of a target (now a target) */
+	PROC_EXEC = 2, /* target tgid exec'ed: new code */
+	PROC_EXIT = 3, /* the last thread of target tgid exited: its entries are released */
+};
+
+struct proc_event {
+	u32 kind; /* enum proc_event_kind */
+	u32 tgid;
 };

@@ -122,6 +122,12 @@ struct thread_info___k {
 	u32 cpu;
 } __attribute__((preserve_access_index));
 
+/* The thread group's shared state: live counts its threads not yet past
+ * do_exit's group_dead test (0 once the last one is). */
+struct signal_struct {
+	struct { int counter; } live;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	struct thread_info___k thread_info;
 	unsigned int __state; /* TASK_RUNNING 0, TASK_INTERRUPTIBLE 1, ... */
@@ -135,6 +141,7 @@ struct task_struct {
 	struct task_struct *group_leader;
 	struct mm_struct *mm;
 	struct files_struct *files;
+	struct signal_struct *signal;
 } __attribute__((preserve_access_index));
 
 /* x86-64 syscall arguments: di, si, dx, r10, r8, r9. */

@@ -71,7 +71,8 @@ const (
 	blockprofDropReasonDROP_PY_TRUNCATED     blockprofDropReason = 19
 	blockprofDropReasonDROP_LOOP_EVENT       blockprofDropReason = 20
 	blockprofDropReasonDROP_LOOP_STATS_FULL  blockprofDropReason = 21
-	blockprofDropReasonDROP_MAX              blockprofDropReason = 22
+	blockprofDropReasonDROP_PROC_EVENT       blockprofDropReason = 22
+	blockprofDropReasonDROP_MAX              blockprofDropReason = 23
 )
 
 type blockprofFdKey struct {
@@ -178,6 +179,14 @@ type blockprofPathArg struct {
 	_    structs.HostLayout
 	Path [256]int8
 }
+
+type blockprofProcEventKind uint32
+
+const (
+	blockprofProcEventKindPROC_FORK blockprofProcEventKind = 1
+	blockprofProcEventKindPROC_EXEC blockprofProcEventKind = 2
+	blockprofProcEventKindPROC_EXIT blockprofProcEventKind = 3
+)
 
 type blockprofPyScratch struct {
 	_     structs.HostLayout
@@ -352,13 +361,16 @@ const (
 	blockprofMapInflightKstacks     = "inflight_kstacks"
 	blockprofMapKstackScratch       = "kstack_scratch"
 	blockprofMapKstacks             = "kstacks"
-	blockprofMapLatency             = "latency"
+	blockprofMapLatency0            = "latency0"
+	blockprofMapLatency1            = "latency1"
+	blockprofMapLatency2            = "latency2"
 	blockprofMapLoopHints           = "loop_hints"
 	blockprofMapLoopRing            = "loop_ring"
 	blockprofMapLoopThreads         = "loop_threads"
 	blockprofMapLoopTids            = "loop_tids"
 	blockprofMapPathArgs            = "path_args"
 	blockprofMapPathScratch         = "path_scratch"
+	blockprofMapProcEvents          = "proc_events"
 	blockprofMapPyNew               = "py_new"
 	blockprofMapPyScratch           = "py_scratch"
 	blockprofMapPyStacks            = "py_stacks"
@@ -376,6 +388,7 @@ const (
 	blockprofMapUstacks             = "ustacks"
 	blockprofMapWkstacks            = "wkstacks"
 	blockprofProgBprofExec          = "bprof_exec"
+	blockprofProgBprofExit          = "bprof_exit"
 	blockprofProgBprofFork          = "bprof_fork"
 	blockprofProgBprofInflightStart = "bprof_inflight_start"
 	blockprofProgBprofInflightStop  = "bprof_inflight_stop"
@@ -400,6 +413,7 @@ const (
 	blockprofVarCfgMinBlockNs       = "cfg_min_block_ns"
 	blockprofVarCfgPreempted        = "cfg_preempted"
 	blockprofVarCfgPython           = "cfg_python"
+	blockprofVarCfgReleaseExited    = "cfg_release_exited"
 	blockprofVarCfgReuseKstack      = "cfg_reuse_kstack"
 	blockprofVarCfgSingleTgid       = "cfg_single_tgid"
 	blockprofVarCfgSyscallMask      = "cfg_syscall_mask"
@@ -418,6 +432,8 @@ const (
 	blockprofVarUnusedIntervalKind  = "unused_interval_kind"
 	blockprofVarUnusedLoopEvent     = "unused_loop_event"
 	blockprofVarUnusedLoopEventKind = "unused_loop_event_kind"
+	blockprofVarUnusedProcEvent     = "unused_proc_event"
+	blockprofVarUnusedProcEventKind = "unused_proc_event_kind"
 	blockprofVarUnusedTargetKind    = "unused_target_kind"
 	blockprofVarUnusedUnwStatus     = "unused_unw_status"
 	blockprofVarUnusedWakerKind     = "unused_waker_kind"
@@ -466,6 +482,7 @@ type blockprofSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type blockprofProgramSpecs struct {
 	BprofExec          *ebpf.ProgramSpec `ebpf:"bprof_exec"`
+	BprofExit          *ebpf.ProgramSpec `ebpf:"bprof_exit"`
 	BprofFork          *ebpf.ProgramSpec `ebpf:"bprof_fork"`
 	BprofInflightStart *ebpf.ProgramSpec `ebpf:"bprof_inflight_start"`
 	BprofInflightStop  *ebpf.ProgramSpec `ebpf:"bprof_inflight_stop"`
@@ -491,13 +508,16 @@ type blockprofMapSpecs struct {
 	InflightKstacks *ebpf.MapSpec `ebpf:"inflight_kstacks"`
 	KstackScratch   *ebpf.MapSpec `ebpf:"kstack_scratch"`
 	Kstacks         *ebpf.MapSpec `ebpf:"kstacks"`
-	Latency         *ebpf.MapSpec `ebpf:"latency"`
+	Latency0        *ebpf.MapSpec `ebpf:"latency0"`
+	Latency1        *ebpf.MapSpec `ebpf:"latency1"`
+	Latency2        *ebpf.MapSpec `ebpf:"latency2"`
 	LoopHints       *ebpf.MapSpec `ebpf:"loop_hints"`
 	LoopRing        *ebpf.MapSpec `ebpf:"loop_ring"`
 	LoopThreads     *ebpf.MapSpec `ebpf:"loop_threads"`
 	LoopTids        *ebpf.MapSpec `ebpf:"loop_tids"`
 	PathArgs        *ebpf.MapSpec `ebpf:"path_args"`
 	PathScratch     *ebpf.MapSpec `ebpf:"path_scratch"`
+	ProcEvents      *ebpf.MapSpec `ebpf:"proc_events"`
 	PyNew           *ebpf.MapSpec `ebpf:"py_new"`
 	PyScratch       *ebpf.MapSpec `ebpf:"py_scratch"`
 	PyStacks        *ebpf.MapSpec `ebpf:"py_stacks"`
@@ -535,6 +555,7 @@ type blockprofVariableSpecs struct {
 	CfgMinBlockNs       *ebpf.VariableSpec `ebpf:"cfg_min_block_ns"`
 	CfgPreempted        *ebpf.VariableSpec `ebpf:"cfg_preempted"`
 	CfgPython           *ebpf.VariableSpec `ebpf:"cfg_python"`
+	CfgReleaseExited    *ebpf.VariableSpec `ebpf:"cfg_release_exited"`
 	CfgReuseKstack      *ebpf.VariableSpec `ebpf:"cfg_reuse_kstack"`
 	CfgSingleTgid       *ebpf.VariableSpec `ebpf:"cfg_single_tgid"`
 	CfgSyscallMask      *ebpf.VariableSpec `ebpf:"cfg_syscall_mask"`
@@ -553,6 +574,8 @@ type blockprofVariableSpecs struct {
 	UnusedIntervalKind  *ebpf.VariableSpec `ebpf:"unused_interval_kind"`
 	UnusedLoopEvent     *ebpf.VariableSpec `ebpf:"unused_loop_event"`
 	UnusedLoopEventKind *ebpf.VariableSpec `ebpf:"unused_loop_event_kind"`
+	UnusedProcEvent     *ebpf.VariableSpec `ebpf:"unused_proc_event"`
+	UnusedProcEventKind *ebpf.VariableSpec `ebpf:"unused_proc_event_kind"`
 	UnusedTargetKind    *ebpf.VariableSpec `ebpf:"unused_target_kind"`
 	UnusedUnwStatus     *ebpf.VariableSpec `ebpf:"unused_unw_status"`
 	UnusedWakerKind     *ebpf.VariableSpec `ebpf:"unused_waker_kind"`
@@ -588,13 +611,16 @@ type blockprofMaps struct {
 	InflightKstacks *ebpf.Map `ebpf:"inflight_kstacks"`
 	KstackScratch   *ebpf.Map `ebpf:"kstack_scratch"`
 	Kstacks         *ebpf.Map `ebpf:"kstacks"`
-	Latency         *ebpf.Map `ebpf:"latency"`
+	Latency0        *ebpf.Map `ebpf:"latency0"`
+	Latency1        *ebpf.Map `ebpf:"latency1"`
+	Latency2        *ebpf.Map `ebpf:"latency2"`
 	LoopHints       *ebpf.Map `ebpf:"loop_hints"`
 	LoopRing        *ebpf.Map `ebpf:"loop_ring"`
 	LoopThreads     *ebpf.Map `ebpf:"loop_threads"`
 	LoopTids        *ebpf.Map `ebpf:"loop_tids"`
 	PathArgs        *ebpf.Map `ebpf:"path_args"`
 	PathScratch     *ebpf.Map `ebpf:"path_scratch"`
+	ProcEvents      *ebpf.Map `ebpf:"proc_events"`
 	PyNew           *ebpf.Map `ebpf:"py_new"`
 	PyScratch       *ebpf.Map `ebpf:"py_scratch"`
 	PyStacks        *ebpf.Map `ebpf:"py_stacks"`
@@ -625,13 +651,16 @@ func (m *blockprofMaps) Close() error {
 		m.InflightKstacks,
 		m.KstackScratch,
 		m.Kstacks,
-		m.Latency,
+		m.Latency0,
+		m.Latency1,
+		m.Latency2,
 		m.LoopHints,
 		m.LoopRing,
 		m.LoopThreads,
 		m.LoopTids,
 		m.PathArgs,
 		m.PathScratch,
+		m.ProcEvents,
 		m.PyNew,
 		m.PyScratch,
 		m.PyStacks,
@@ -670,6 +699,7 @@ type blockprofVariables struct {
 	CfgMinBlockNs       *ebpf.Variable `ebpf:"cfg_min_block_ns"`
 	CfgPreempted        *ebpf.Variable `ebpf:"cfg_preempted"`
 	CfgPython           *ebpf.Variable `ebpf:"cfg_python"`
+	CfgReleaseExited    *ebpf.Variable `ebpf:"cfg_release_exited"`
 	CfgReuseKstack      *ebpf.Variable `ebpf:"cfg_reuse_kstack"`
 	CfgSingleTgid       *ebpf.Variable `ebpf:"cfg_single_tgid"`
 	CfgSyscallMask      *ebpf.Variable `ebpf:"cfg_syscall_mask"`
@@ -688,6 +718,8 @@ type blockprofVariables struct {
 	UnusedIntervalKind  *ebpf.Variable `ebpf:"unused_interval_kind"`
 	UnusedLoopEvent     *ebpf.Variable `ebpf:"unused_loop_event"`
 	UnusedLoopEventKind *ebpf.Variable `ebpf:"unused_loop_event_kind"`
+	UnusedProcEvent     *ebpf.Variable `ebpf:"unused_proc_event"`
+	UnusedProcEventKind *ebpf.Variable `ebpf:"unused_proc_event_kind"`
 	UnusedTargetKind    *ebpf.Variable `ebpf:"unused_target_kind"`
 	UnusedUnwStatus     *ebpf.Variable `ebpf:"unused_unw_status"`
 	UnusedWakerKind     *ebpf.Variable `ebpf:"unused_waker_kind"`
@@ -698,6 +730,7 @@ type blockprofVariables struct {
 // It can be passed to loadBlockprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type blockprofPrograms struct {
 	BprofExec          *ebpf.Program `ebpf:"bprof_exec"`
+	BprofExit          *ebpf.Program `ebpf:"bprof_exit"`
 	BprofFork          *ebpf.Program `ebpf:"bprof_fork"`
 	BprofInflightStart *ebpf.Program `ebpf:"bprof_inflight_start"`
 	BprofInflightStop  *ebpf.Program `ebpf:"bprof_inflight_stop"`
@@ -712,6 +745,7 @@ type blockprofPrograms struct {
 func (p *blockprofPrograms) Close() error {
 	return _BlockprofClose(
 		p.BprofExec,
+		p.BprofExit,
 		p.BprofFork,
 		p.BprofInflightStart,
 		p.BprofInflightStop,

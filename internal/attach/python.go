@@ -68,6 +68,7 @@ func (s *Session) pyStack(key uint64) *PyStack {
 	}
 	st := newPyStack(&raw)
 	s.pystacks[key] = st
+	s.pyByProc[st.TGID] = append(s.pyByProc[st.TGID], key)
 	return st
 }
 

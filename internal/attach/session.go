@@ -1,6 +1,7 @@
 package attach
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -149,17 +150,28 @@ type Session struct {
 	// pendingNotNeeded counts walks the kernel counted as before tables
 	// that needed none (see UnwindTables.NeededTable).
 	pendingNotNeeded uint64
-	ustack           map[int32][]uint64 // stack ids are stable for the run: cache them
-	kstack           map[int32][]uint64
-	wkstack          map[int32][]uint64
-	targets          map[targetKey]*Target // copied out of LRU maps before eviction
-	python           bool
-	pystacks         map[uint64]*PyStack // copied out before LRU eviction
-	unwind           *UnwindTables       // nil unless Options.Unwind
-	unwstacks        map[uint64]unwound  // copied out before LRU eviction
-	pyReader         *ringbuf.Reader     // see NextPythonStack
-	closed           bool
-	lateTargets      bool // AddTarget may add targets (Options.LateTargets)
+	// Stack ids are stable for the run: cache them. Bounded by the stack
+	// maps' sizes (ids are their buckets).
+	ustack  map[int32][]uint64
+	kstack  map[int32][]uint64
+	wkstack map[int32][]uint64
+	// Copied out of LRU maps before eviction. targets holds one window's
+	// (see NewWindow); pystacks and unwstacks are released per process
+	// (ForgetProcess).
+	targets     map[targetKey]*Target
+	python      bool
+	pystacks    map[uint64]*PyStack
+	pyByProc    map[uint32][]uint64 // pystacks keys per process
+	unwind      *UnwindTables       // nil unless Options.Unwind
+	unwstacks   map[uint64]unwound
+	unwByProc   map[uint32][]uint64 // unwstacks keys per process (the first that used each)
+	pyReader    *ringbuf.Reader     // see NextPythonStack
+	procReader  *ringbuf.Reader     // see NextProcEvent
+	closed      bool
+	follow      bool
+	lateTargets bool // AddTarget may add targets (Options.LateTargets)
+	// Latency histograms drained so far and not yet read (Latencies).
+	lat map[latKey]*Latency
 
 	// The window (CLOCK_MONOTONIC) and waits in progress (inflight.go).
 	countingSince, countingUntil time.Duration
@@ -202,7 +214,8 @@ func Open(opts Options) (*Session, error) {
 	}
 	s := &Session{ustack: map[int32][]uint64{}, kstack: map[int32][]uint64{}, wkstack: map[int32][]uint64{},
 		targets: map[targetKey]*Target{}, python: opts.Python, pystacks: map[uint64]*PyStack{},
-		unwstacks: map[uint64]unwound{}}
+		pyByProc: map[uint32][]uint64{}, unwstacks: map[uint64]unwound{}, unwByProc: map[uint32][]uint64{},
+		follow: opts.FollowChildren || opts.LateTargets, lat: map[latKey]*Latency{}}
 	if err := s.open(spec, opts); err != nil {
 		// Close copes with whatever part was built; the caller gets
 		// only the error.
@@ -241,6 +254,7 @@ func configuredSpec(opts Options) (*ebpf.CollectionSpec, error) {
 		blockprofVarCfgSingleTgid:     single,
 		blockprofVarCfgFilterTids:     len(opts.TIDs) > 0,
 		blockprofVarCfgFollowChildren: opts.FollowChildren,
+		blockprofVarCfgReleaseExited:  opts.FollowChildren || opts.LateTargets,
 		blockprofVarCfgPreempted:      opts.Preempted,
 		blockprofVarCfgUserStacks:     !opts.NoUserStacks,
 		blockprofVarCfgKernelStacks:   !opts.NoKernelStacks,
@@ -333,6 +347,10 @@ func (s *Session) open(spec *ebpf.CollectionSpec, opts Options) error {
 	if opts.NoRunQueue {
 		progs = progs[1:]
 	}
+	if opts.FollowChildren || opts.LateTargets {
+		// Releases an exited target's entries (see bprof_exit).
+		progs = append(progs, s.objs.BprofExit)
+	}
 	for _, p := range progs {
 		if err := s.attachTracing(p); err != nil {
 			return err
@@ -413,17 +431,23 @@ func (s *Session) Drain() ([]Record, error) {
 	defer s.mu.Unlock()
 
 	maps := []*ebpf.Map{s.objs.Agg0, s.objs.Agg1, s.objs.Agg2}
-	var idle []*ebpf.Map
+	lats := []*ebpf.Map{s.objs.Latency0, s.objs.Latency1, s.objs.Latency2}
+	var idle, idleLat []*ebpf.Map
 	if s.links == nil {
-		idle = maps
+		idle, idleLat = maps, lats
 	} else {
 		s.active = (s.active + 1) % 3
 		if err := s.objs.ActiveAgg.Set(s.active); err != nil {
 			return nil, fmt.Errorf("rotate aggregation maps: %w", err)
 		}
 		drained := (s.active + 1) % 3
-		idle = []*ebpf.Map{maps[drained]}
+		idle, idleLat = []*ebpf.Map{maps[drained]}, []*ebpf.Map{lats[drained]}
 		if err := s.waitQuiet(drained); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range idleLat {
+		if err := s.drainLatency(m); err != nil {
 			return nil, err
 		}
 	}
@@ -451,7 +475,7 @@ func (s *Session) Drain() ([]Record, error) {
 			}
 			r.UserStack, r.UserStackID = s.stack(s.objs.Ustacks, s.ustack, k.Ustack)
 			if k.Uhash != 0 {
-				u := s.unwoundStack(k.Uhash)
+				u := s.unwoundStack(k.Uhash, k.Tgid)
 				r.UserStack, r.UnwindPending, r.UnwindTruncated = u.pcs, u.pending, u.truncated
 				if u.pending && s.unwind != nil {
 					// Only a walk that needed a table it did not
@@ -634,8 +658,9 @@ func (s *Session) target(kind blockprofTargetKind, a, b uint64) *Target {
 }
 
 // unwoundStack returns a table-unwound user stack, from the kernel's LRU
-// map or the copy taken at an earlier drain.
-func (s *Session) unwoundStack(h uint64) unwound {
+// map or the copy taken at an earlier drain (kept until process tgid,
+// the first to use it, is forgotten).
+func (s *Session) unwoundStack(h uint64, tgid uint32) unwound {
 	if st, ok := s.unwstacks[h]; ok {
 		return st
 	}
@@ -647,6 +672,7 @@ func (s *Session) unwoundStack(h uint64) unwound {
 	st := unwound{pcs: append([]uint64(nil), v.Pcs[:n]...), pending: v.Pending != 0,
 		truncated: v.Status == uint32(blockprofUnwStatusUNW_TRUNCATED)}
 	s.unwstacks[h] = st
+	s.unwByProc[tgid] = append(s.unwByProc[tgid], h)
 	return st
 }
 
@@ -699,7 +725,8 @@ func (s *Session) Drops() (map[string]uint64, error) {
 	// show too.
 	for name, p := range map[string]*ebpf.Program{
 		"switch": s.objs.BprofSwitch, "wakeup": s.objs.BprofWakeup,
-		"fork": s.objs.BprofFork, "exec": s.objs.BprofExec, "loop_sample": s.objs.BprofLoopSample,
+		"fork": s.objs.BprofFork, "exec": s.objs.BprofExec, "exit": s.objs.BprofExit,
+		"loop_sample": s.objs.BprofLoopSample,
 	} {
 		if st, err := p.Stats(); err == nil && st.RecursionMisses > 0 {
 			out["recursion_"+name] = st.RecursionMisses
@@ -755,6 +782,8 @@ func dropName(r blockprofDropReason) string {
 		return "loop_events_lost"
 	case blockprofDropReasonDROP_LOOP_STATS_FULL:
 		return "loop_threads_full"
+	case blockprofDropReasonDROP_PROC_EVENT:
+		return "process_events_lost"
 	}
 	return fmt.Sprintf("reason_%d", r)
 }
@@ -774,22 +803,140 @@ type Latency struct {
 	Max     time.Duration
 }
 
-// Latencies reads the per-syscall histograms (exact once detached).
-func (s *Session) Latencies() ([]Latency, error) {
-	var out []Latency
+// latKey identifies one latency histogram.
+type latKey struct {
+	tgid   uint32
+	sysnr  int32
+	target *Target
+}
+
+// drainLatency reads and empties a latency map nobody writes any more,
+// adding its histograms to those not yet read.
+func (s *Session) drainLatency(m *ebpf.Map) error {
+	var keys []blockprofLatKey
+	var vals []blockprofLatVal
 	var k blockprofLatKey
 	var v blockprofLatVal
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	it := s.objs.Latency.Iterate()
+	it := m.Iterate()
 	for it.Next(&k, &v) {
-		out = append(out, Latency{TGID: k.Tgid, SysNr: k.Sysnr, Target: s.target(blockprofTargetKind(k.Tkind), k.Ta, k.Tb),
-			Buckets: v.Buckets, Max: time.Duration(v.MaxNs)})
+		keys = append(keys, k)
+		vals = append(vals, v)
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read latency histograms: %w", err)
+		return fmt.Errorf("read latency histograms: %w", err)
 	}
+	for i, k := range keys {
+		_ = m.Delete(k)
+		v := &vals[i]
+		lk := latKey{k.Tgid, k.Sysnr, s.target(blockprofTargetKind(k.Tkind), k.Ta, k.Tb)}
+		l := s.lat[lk]
+		if l == nil {
+			l = &Latency{TGID: k.Tgid, SysNr: k.Sysnr, Target: lk.target}
+			s.lat[lk] = l
+		}
+		for b, n := range v.Buckets {
+			l.Buckets[b] += n
+		}
+		l.Max = max(l.Max, time.Duration(v.MaxNs))
+	}
+	return nil
+}
+
+// Latencies returns the per-syscall histograms drained since the last
+// call: the intervals of the records Drain returned meanwhile (exact once
+// detached and drained).
+func (s *Session) Latencies() ([]Latency, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Latency, 0, len(s.lat))
+	for _, l := range s.lat {
+		out = append(out, *l)
+	}
+	clear(s.lat)
 	return out, nil
+}
+
+// NewWindow starts a new window of target identities: Target pointers
+// stay equal for equal targets within a window (callers key by them), and
+// those of the last window are let go. Call it when no record of the last
+// window will be merged with new ones.
+func (s *Session) NewWindow() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.targets = map[targetKey]*Target{}
+}
+
+// ForgetProcess lets go of what the session holds for an exited process:
+// its Python offsets and unwind mappings in the kernel (released at its
+// exit already when children are followed; an entry added after that
+// exit would stay), and the stacks it alone used. Call it once its last
+// records were drained.
+func (s *Session) ForgetProcess(tgid uint32) {
+	if s.python {
+		_ = s.objs.PyTargets.Delete(tgid)
+	}
+	if s.unwind != nil {
+		_ = s.unwind.RemoveProcess(int(tgid))
+	}
+	if s.follow {
+		_ = s.objs.Targets.Delete(tgid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.pyByProc[tgid] {
+		delete(s.pystacks, k)
+	}
+	delete(s.pyByProc, tgid)
+	for _, h := range s.unwByProc[tgid] {
+		delete(s.unwstacks, h)
+	}
+	delete(s.unwByProc, tgid)
+}
+
+// ProcEventKind says what happened to a followed process.
+type ProcEventKind uint32
+
+const (
+	ProcFork = ProcEventKind(blockprofProcEventKindPROC_FORK) // a new child, now a target
+	ProcExec = ProcEventKind(blockprofProcEventKindPROC_EXEC) // a target exec'ed: new code
+	ProcExit = ProcEventKind(blockprofProcEventKindPROC_EXIT) // a target's last thread exited
+)
+
+// ProcEvent is a followed process appearing, exec'ing or exiting.
+type ProcEvent struct {
+	Kind ProcEventKind
+	TGID uint32
+}
+
+// NextProcEvent waits for the next process event (Options.FollowChildren
+// only), so a new child's mappings can be read while it lives. It returns
+// an error once the session is closed.
+func (s *Session) NextProcEvent() (ProcEvent, error) {
+	s.mu.Lock()
+	rd := s.procReader
+	if rd == nil && s.follow && !s.closed {
+		var err error
+		if rd, err = ringbuf.NewReader(s.objs.ProcEvents); err != nil {
+			s.mu.Unlock()
+			return ProcEvent{}, fmt.Errorf("read process events: %w", err)
+		}
+		s.procReader = rd
+	}
+	s.mu.Unlock()
+	if rd == nil {
+		return ProcEvent{}, ringbuf.ErrClosed
+	}
+	for {
+		rec, err := rd.Read()
+		if err != nil {
+			return ProcEvent{}, err
+		}
+		if len(rec.RawSample) < 8 {
+			continue
+		}
+		return ProcEvent{Kind: ProcEventKind(binary.LittleEndian.Uint32(rec.RawSample)),
+			TGID: binary.LittleEndian.Uint32(rec.RawSample[4:])}, nil
+	}
 }
 
 // Threads returns the names of every thread seen off-CPU so far.
@@ -829,6 +976,10 @@ func (s *Session) Close() error {
 	if s.loopReader != nil {
 		rerr = errors.Join(rerr, s.loopReader.Close())
 		s.loopReader = nil
+	}
+	if s.procReader != nil {
+		rerr = errors.Join(rerr, s.procReader.Close())
+		s.procReader = nil
 	}
 	s.closed = true
 	s.mu.Unlock()

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"sort"
 	"sync"
 	"time"
 
@@ -271,6 +272,7 @@ func (r *Recording) run(ctx context.Context, pids []int) {
 	// Python code objects are read as soon as their stacks appear: a
 	// short-lived interpreter may exit before the next drain.
 	pyNew := r.watchPython(r.done)
+	procs := r.watchProcs(r.done)
 
 	tick := time.NewTicker(r.cfg.DrainInterval)
 	defer tick.Stop()
@@ -297,6 +299,12 @@ func (r *Recording) run(ctx context.Context, pids []int) {
 			r.attachChildren()
 			r.retryPythons()
 			r.refreshUnwind()
+		case ev, ok := <-procs:
+			if !ok {
+				procs = nil
+				continue
+			}
+			r.processEvent(ev)
 		case st, ok := <-pyNew:
 			if !ok {
 				pyNew = nil
@@ -339,6 +347,31 @@ func (r *Recording) run(ctx context.Context, pids []int) {
 	}
 	r.why = why
 	close(r.done)
+}
+
+// watchProcs sends the kernel's announcements of followed processes
+// (forks, execs, exits) to the recording loop, until the session closes
+// or the loop ends (done). nil when no children are followed.
+func (r *recorder) watchProcs(done <-chan struct{}) <-chan attach.ProcEvent {
+	if r.child == 0 {
+		return nil
+	}
+	ch := make(chan attach.ProcEvent, 1024)
+	go func() {
+		defer close(ch)
+		for {
+			ev, err := r.src.NextProcEvent()
+			if err != nil {
+				return
+			}
+			select {
+			case ch <- ev:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return ch
 }
 
 // Done is closed when counting has stopped by itself (Reason says why) or
@@ -418,6 +451,7 @@ func (r *Recording) Stop(reason string) (*profiles.Profile, error) {
 	}
 	r.finished = true
 	defer r.sym.Close()
+	defer r.flushWarnings()
 	if r.err != nil {
 		r.src.Close()
 		return nil, r.err
@@ -457,6 +491,7 @@ func (r *Recording) Close() error {
 	}
 	r.finished = true
 	r.sym.Close()
+	r.flushWarnings()
 	return r.src.Close()
 }
 
@@ -470,9 +505,45 @@ func (r *Recording) halt(reason string) {
 	})
 }
 
+// warnCount is one kind of warning (its format) seen more than once.
+type warnCount struct {
+	held int    // repeats not printed
+	last string // the last of them
+}
+
+// warn prints a warning the first time its kind (format) comes up; the
+// repeats (one per exited child, say) are counted and summed up in one
+// line at the end (flushWarnings).
 func (r *recorder) warn(format string, args ...any) {
-	if r.cfg.Warn != nil {
-		r.cfg.Warn(fmt.Sprintf(format, args...))
+	if r.cfg.Warn == nil {
+		return
+	}
+	msg := fmt.Sprintf(format, args...)
+	if w := r.warned[format]; w != nil {
+		w.held++
+		w.last = msg
+		return
+	}
+	r.warned[format] = &warnCount{}
+	r.cfg.Warn(msg)
+}
+
+// flushWarnings prints one line per kind of warning that was held back.
+func (r *recorder) flushWarnings() {
+	if r.cfg.Warn == nil {
+		return
+	}
+	formats := make([]string, 0, len(r.warned))
+	for f, w := range r.warned {
+		if w.held > 0 {
+			formats = append(formats, f)
+		}
+	}
+	sort.Strings(formats)
+	for _, f := range formats {
+		w := r.warned[f]
+		r.cfg.Warn(fmt.Sprintf("%d more like that: last %s", w.held, w.last))
+		w.held = 0
 	}
 }
 

@@ -23,6 +23,7 @@ type fakeSource struct {
 	loopEvents  []attach.LoopEvent
 	waiting     []attach.Waiting
 	detached    bool
+	forgotten   []uint32
 }
 
 func (f *fakeSource) Drain() ([]attach.Record, error) {
@@ -47,6 +48,11 @@ func (f *fakeSource) NextPythonStack() (*attach.PyStack, error)  { return nil, a
 func (f *fakeSource) LoopThreads() ([]attach.LoopThread, error)  { return f.loopThreads, nil }
 func (f *fakeSource) OpenWaitsInProgress() error                 { return nil }
 func (f *fakeSource) StillWaiting() ([]attach.Waiting, error)    { return f.waiting, nil }
+func (f *fakeSource) NewWindow()                                 {}
+func (f *fakeSource) ForgetProcess(tgid uint32)                  { f.forgotten = append(f.forgotten, tgid) }
+func (f *fakeSource) NextProcEvent() (attach.ProcEvent, error) {
+	return attach.ProcEvent{}, attach.ErrNoProcess
+}
 func (f *fakeSource) LoopEvents() ([]attach.LoopEvent, error) {
 	ev := f.loopEvents
 	f.loopEvents = nil

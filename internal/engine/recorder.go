@@ -58,13 +58,21 @@ type recorder struct {
 	// Kernel counters are for the whole session: their values at the
 	// last window's end, to report a window's part.
 	lastDrops map[string]uint64
-	lastLat   map[latencyKey]attach.Latency
+	// Followed processes that exited, by the drain count when that was
+	// seen: their state is let go once their last records are drained
+	// (see forgetExited). exited keeps what the window's profile lists of
+	// those let go.
+	gone   map[uint32]int
+	exited map[uint32]profiles.Process
+	// Repeated warnings: how many of each kind were held back.
+	warned map[string]*warnCount
 
 	// Python targets (python.go).
 	python bool   // the frame walker is loaded
 	child  uint32 // the launched command's pid, 0 with -p
 	pys    map[uint32]*pyProc
 	pyLocs map[string][]symbolize.Location
+	pyUsed map[string]bool // pyLocs keys used in the current window
 
 	loop *loopTracker // loop mode (loop.go), nil when off
 }
@@ -76,16 +84,23 @@ type window struct {
 	blocked, runQueue time.Duration
 	intervals         uint64
 	pyUnresolved      uint64 // intervals with a Python frame that could not be named
+	// byProc lists the keys of each process (to resolve an exited
+	// process's user frames before letting it go); user holds those
+	// resolved frames.
+	byProc map[uint32][]recordKey
+	user   map[recordKey][]symbolize.Location
 }
 
 func newWindow(start time.Time) window {
-	return window{start: start, agg: map[recordKey]*attach.Record{}}
+	return window{start: start, agg: map[recordKey]*attach.Record{}, byProc: map[uint32][]recordKey{},
+		user: map[recordKey][]symbolize.Location{}}
 }
 
 func newRecorder(cfg Config, src source, sym *symbolize.Symbolizer) recorder {
 	r := recorder{cfg: cfg, src: src, sym: sym, procs: map[uint32]*symbolize.Process{},
 		win: newWindow(time.Now()), pys: map[uint32]*pyProc{}, pyLocs: map[string][]symbolize.Location{},
-		unwSig: map[uint32]string{}, lastDrops: map[string]uint64{}, lastLat: map[latencyKey]attach.Latency{}}
+		pyUsed: map[string]bool{}, unwSig: map[uint32]string{}, lastDrops: map[string]uint64{},
+		gone: map[uint32]int{}, exited: map[uint32]profiles.Process{}, warned: map[string]*warnCount{}}
 	if cfg.Loop.on() {
 		r.loop = newLoopTracker(cfg.Loop.Stall)
 	}
@@ -108,6 +123,7 @@ func (r *recorder) drain() error {
 	if r.loop != nil {
 		r.loop.settle()
 	}
+	r.forgetExited()
 	r.retryPythons()
 	// New mappings (dlopen, exec) are picked up while the process lives.
 	if r.drains%5 == 0 {
@@ -140,6 +156,7 @@ func (r *recorder) add(recs []attach.Record) {
 			if _, ok := r.pyLocs[key]; !ok {
 				r.pyLocs[key] = locs
 			}
+			r.pyUsed[key] = true
 		}
 		if rec.LoopSeq != 0 && r.loop != nil {
 			r.loop.add(rec, k.py)
@@ -159,7 +176,74 @@ func (r *recorder) add(recs []attach.Record) {
 			have.Bytes += rec.Bytes
 			continue
 		}
-		w.agg[k] = rec
+		// A copy: keeping a pointer into recs would keep the whole
+		// drain's slice alive for as long as the window.
+		cp := *rec
+		w.agg[k] = &cp
+		w.byProc[k.tgid] = append(w.byProc[k.tgid], k)
+	}
+}
+
+// processEvent handles a followed process appearing, exec'ing or exiting,
+// as the kernel announces it: its mappings are read at once, while a
+// short-lived child still has them.
+func (r *recorder) processEvent(ev attach.ProcEvent) {
+	switch ev.Kind {
+	case attach.ProcFork:
+		if _, ok := r.procs[ev.TGID]; !ok {
+			r.attachProcess(ev.TGID)
+		}
+	case attach.ProcExec:
+		p, ok := r.procs[ev.TGID]
+		if !ok || p == nil {
+			r.attachProcess(ev.TGID)
+			return
+		}
+		// New code: symbols, unwind tables, and maybe an interpreter.
+		_ = p.Refresh()
+		r.loadUnwind(ev.TGID)
+		if py := r.pys[ev.TGID]; py != nil && py.t == nil {
+			delete(r.pys, ev.TGID)
+		}
+		r.attachPython(ev.TGID)
+	case attach.ProcExit:
+		if _, ok := r.gone[ev.TGID]; !ok {
+			r.gone[ev.TGID] = r.drains
+		}
+	}
+}
+
+// forgetExited lets go of exited processes once their last records are
+// drained: the kernel writes into one of three rotated maps, and the one
+// active at the exit is read by the second drain after it. Their user
+// frames in this window are resolved now, while their files are known.
+func (r *recorder) forgetExited() {
+	for tgid, at := range r.gone {
+		if r.drains < at+2 {
+			continue
+		}
+		delete(r.gone, tgid)
+		info := profiles.Process{PID: int(tgid), Exited: true}
+		if p := r.procs[tgid]; p != nil {
+			info.Main = p.Main()
+			for _, k := range r.win.byProc[tgid] {
+				if rec := r.win.agg[k]; rec != nil && len(rec.UserStack) > 0 {
+					r.win.user[k] = p.Locations(callSites(rec.UserStack))
+				}
+			}
+		}
+		if _, seen := r.procs[tgid]; seen {
+			r.exited[tgid] = info
+		}
+		delete(r.procs, tgid)
+		delete(r.unwSig, tgid)
+		if py := r.pys[tgid]; py != nil {
+			if py.t != nil && !py.closed {
+				py.t.Close()
+			}
+			delete(r.pys, tgid)
+		}
+		r.src.ForgetProcess(tgid)
 	}
 }
 
@@ -210,6 +294,16 @@ func (r *recorder) snapshot() (*profiles.Profile, error) {
 	r.loadWaiting() // none while attached: open waits go on into the next window
 	p := r.profile(drops, threads, lat, "snapshot")
 	r.win = newWindow(r.win.end)
+	r.src.NewWindow()
+	clear(r.exited)
+	// Resolved Python stacks of the last window stay one more (a loop
+	// stall may be reported in the next one), then go.
+	for k := range r.pyLocs {
+		if !r.pyUsed[k] {
+			delete(r.pyLocs, k)
+		}
+	}
+	r.pyUsed = map[string]bool{}
 	if r.loop != nil {
 		r.loop.cut()
 	}
@@ -271,7 +365,7 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 			"unwind tables: %d files, %d rows (%d unsupported); frame pointers only for %d files without tables, %d that did not fit, %d mappings over the limit",
 			u.Files, u.Rows, u.UnsupportedRows, u.FilesFailed, u.FilesNoRoom, u.MappingsDropped))
 	}
-	p.Latency = latencyTable(r.windowLatencies(lat), p.Samples)
+	p.Latency = latencyTable(lat, p.Samples)
 	if r.loop != nil {
 		// After the idle rules and the latency table: stall samples
 		// are neither idle nor single intervals.
@@ -292,34 +386,11 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 		_, info.Comm = threadNames(threads, tgid, tgid)
 		p.Processes[int(tgid)] = info
 	}
-	return p
-}
-
-// latencyKey identifies one kernel latency histogram.
-type latencyKey struct {
-	tgid   uint32
-	sysnr  int32
-	target *attach.Target
-}
-
-// windowLatencies turns the kernel's histograms (since counting started)
-// into the window's: the counts since the last window. A window's Max is
-// the session's when the window holds no larger interval: the kernel
-// keeps no per-window maximum.
-func (r *recorder) windowLatencies(lat []attach.Latency) []attach.Latency {
-	out := make([]attach.Latency, 0, len(lat))
-	for _, l := range lat {
-		k := latencyKey{l.TGID, l.SysNr, l.Target}
-		prev, seen := r.lastLat[k]
-		r.lastLat[k] = l
-		if seen {
-			for i := range l.Buckets {
-				l.Buckets[i] -= min(prev.Buckets[i], l.Buckets[i])
-			}
-		}
-		out = append(out, l)
+	for tgid, info := range r.exited {
+		_, info.Comm = threadNames(threads, tgid, tgid)
+		p.Processes[int(tgid)] = info
 	}
-	return out
+	return p
 }
 
 // sample symbolizes one record into a profile sample: kernel, user and
@@ -378,12 +449,25 @@ func (r *recorder) sample(p *profiles.Profile, rec *attach.Record, py string, th
 	}
 	var user []symbolize.Location
 	if len(rec.UserStack) > 0 {
-		if proc != nil {
+		if pre, ok := r.win.user[recordKeyOf(rec, py)]; ok && !stall {
+			user = pre // resolved before its process was let go
+		} else if proc != nil {
 			user = proc.Locations(callSites(rec.UserStack))
 		} else {
 			p.Drops["user_symbols_process_gone"] += rec.Count
 			for _, a := range callSites(rec.UserStack) {
 				user = append(user, symbolize.Location{Address: a})
+			}
+		}
+	}
+	if rec.UnwindPending {
+		// Frame pointers through code built without them read
+		// garbage: cut at the first caller in no mapping (the marker
+		// below says frames are missing).
+		for i := 1; i < len(user); i++ {
+			if user[i].Mapping == nil && len(user[i].Frames) == 0 {
+				user = user[:i]
+				break
 			}
 		}
 	}

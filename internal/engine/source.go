@@ -28,6 +28,12 @@ type source interface {
 	LoopThreads() ([]attach.LoopThread, error)
 	LoopEvents() ([]attach.LoopEvent, error)
 
+	// Bounded state: target identities per window, per-process release,
+	// and new or exited followed processes as they happen.
+	NewWindow()
+	ForgetProcess(tgid uint32)
+	NextProcEvent() (attach.ProcEvent, error)
+
 	OpenWaitsInProgress() error
 	StillWaiting() ([]attach.Waiting, error)
 }
