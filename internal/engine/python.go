@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"debug/elf"
 	"errors"
 	"fmt"
 	"strings"
@@ -68,8 +69,11 @@ func (r *recorder) attachPython(tgid uint32) {
 	}
 	t, err := python.Detect(int(tgid))
 	// A command just launched maps libpython right after its exec: wait
-	// for it briefly, as its first blocking call may come soon after.
-	for errors.Is(err, python.ErrNotPython) && r.launched(tgid) && time.Since(p.firstSeen) < pyLaunchWait {
+	// for it briefly, as its first blocking call may come soon after. Only
+	// if its executable links libpython: any other command would be held
+	// up for nothing (and its short-lived children missed meanwhile).
+	wait := errors.Is(err, python.ErrNotPython) && r.launched(tgid) && linksLibpython(tgid)
+	for wait && errors.Is(err, python.ErrNotPython) && time.Since(p.firstSeen) < pyLaunchWait {
 		time.Sleep(2 * time.Millisecond)
 		t, err = python.Detect(int(tgid))
 	}
@@ -222,4 +226,25 @@ func (r *recorder) prefetchPython(st *attach.PyStack) {
 	for _, f := range st.Frames {
 		_ = p.t.Prefetch(f.Code)
 	}
+}
+
+// linksLibpython says whether tgid's executable needs a libpython (its
+// dynamic section names one), so that the interpreter is still to be
+// mapped right after exec. A static CPython is found at once instead.
+func linksLibpython(tgid uint32) bool {
+	f, err := elf.Open(fmt.Sprintf("/proc/%d/exe", tgid))
+	if err != nil {
+		return true // cannot tell: wait as before
+	}
+	defer f.Close()
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		return false // static: nothing more will be mapped
+	}
+	for _, l := range libs {
+		if strings.HasPrefix(l, "libpython") {
+			return true
+		}
+	}
+	return false
 }

@@ -192,6 +192,12 @@ func (r *recorder) processEvent(ev attach.ProcEvent) {
 	case attach.ProcFork:
 		if _, ok := r.procs[ev.TGID]; !ok {
 			r.attachProcess(ev.TGID)
+			if r.procs[ev.TGID] == nil {
+				// The fork hook runs before the child shows in /proc:
+				// not gone, not yet there. The next look (its first
+				// records, or the children scan) attaches it.
+				delete(r.procs, ev.TGID)
+			}
 		}
 	case attach.ProcExec:
 		p, ok := r.procs[ev.TGID]
@@ -269,6 +275,12 @@ func (r *recorder) attachChildren() {
 		for _, pid := range children(tgid) {
 			if _, ok := r.procs[pid]; !ok {
 				r.attachProcess(pid)
+				if r.procs[pid] == nil {
+					// Listed as a child, yet /proc has no entry for it
+					// yet (seen for a few ms after fork): look again at
+					// the next scan.
+					delete(r.procs, pid)
+				}
 			}
 		}
 	}
