@@ -125,7 +125,9 @@ func (r *recorder) goroutineSamples(p *profiles.Profile, threads map[uint32]atta
 			s.SetNum("unsplit", int64(park.Unsplit), "count")
 		}
 		switch {
-		case runtimeIdle[park.Reason]:
+		case runtimeIdle[park.Reason] || runtimeOnly(s.Stack):
+			// The runtime's own goroutines waiting for work (the
+			// scavenger parks with reason "sleep").
 			s.Kind = profiles.KindIdle
 			s.Labels["idle"] = "go-runtime"
 		case park.Reason == "IO wait" && hasFunc(s.Stack, ".accept"):
@@ -179,6 +181,20 @@ func wakerFunc(proc *symbolize.Process, stack []uint64) string {
 		}
 	}
 	return ""
+}
+
+// runtimeOnly: every frame of a symbolized stack is the runtime's.
+func runtimeOnly(stack []symbolize.Location) bool {
+	n := 0
+	for _, loc := range stack {
+		for _, f := range loc.Frames {
+			if !strings.HasPrefix(f.Function, "runtime.") {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
 }
 
 func hasFunc(stack []symbolize.Location, suffix string) bool {
