@@ -16,11 +16,11 @@ build:
 	$(GO) build -o $(BIN) ./cmd/blockprof
 
 generate:
-	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=$(STRIP) BPF2GO_CFLAGS="$(BPF_CFLAGS)" $(GO) generate ./internal/attach/
+	BPF2GO_CC=$(CLANG) BPF2GO_STRIP=$(STRIP) BPF2GO_CFLAGS="$(BPF_CFLAGS)" $(GO) generate ./internal/attach/ ./internal/goroutines/
 
 check-generated: generate
-	@git diff --exit-code -- internal/attach >/dev/null && test -z "$$(git status --porcelain -- internal/attach)" || \
-		{ echo "generated BPF objects are stale: run 'make generate' and commit"; git status --short -- internal/attach; exit 1; }
+	@git diff --exit-code -- internal/attach internal/goroutines >/dev/null && test -z "$$(git status --porcelain -- internal/attach internal/goroutines)" || \
+		{ echo "generated BPF objects are stale: run 'make generate' and commit"; git status --short -- internal/attach internal/goroutines; exit 1; }
 
 # As root, the suite runs in a private mount namespace with tracefs and
 # debugfs unmounted, as on a fresh host, even where a tool mounted them on

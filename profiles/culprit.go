@@ -326,6 +326,11 @@ func culpritOf(s Sample) culprit {
 		es = append(es, classify(e))
 	}
 	c := culprit{syscall: s.Labels["syscall"]}
+	if r := s.Labels["wait_reason"]; r != "" {
+		// A goroutine's park: its wait reason stands where a thread's
+		// syscall would ("[IO wait tcp → 127.0.0.1:6379]", "[chan receive]").
+		c.syscall = r
+	}
 	app := -1
 	for i, e := range es {
 		if e.class == classApp {

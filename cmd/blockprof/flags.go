@@ -39,6 +39,7 @@ type recordConfig struct {
 	unwind       bool // user stacks with .eh_frame tables
 	noWakers     bool
 	wakerStacks  bool
+	goroutines   bool
 	targetFrames bool
 	top          int
 	quiet        bool
@@ -94,6 +95,7 @@ func parseRecordFlags(args []string, now time.Time, helpOut io.Writer) (*recordC
 	fs.BoolVar(&c.noTargets, "no-targets", false, "don't resolve what syscalls waited on (files, sockets, futexes, timeouts): cheaper")
 	fs.BoolVar(&c.noWakers, "no-wakers", false, "don't record who woke each blocked interval")
 	fs.BoolVar(&c.wakerStacks, "waker-stacks", false, "also record the waker's stack (kernel; user too when it is a thread of the target)")
+	fs.BoolVar(&c.goroutines, "goroutines", false, "also measure goroutine parks of Go targets (chan, mutex, select, sleep, IO wait): uprobes on the Go runtime, see Cost")
 	fs.BoolVar(&c.targetFrames, "target-frames", true, "add a leaf frame naming what was waited on, e.g. [read tcp 127.0.0.1:6379]")
 	fs.BoolVar(&c.loop, "loop", false, "event-loop mode: find loop threads (repeated epoll_wait/poll/select) and attribute their stalls")
 	fs.IntSliceVar(&c.loopThreads, "loop-thread", nil, "loop mode on these threads (with --loop: and on any found)")

@@ -164,6 +164,7 @@ func engineConfig(cfg *recordConfig, args []string) engine.Config {
 		NoTargets:         cfg.noTargets,
 		NoWakers:          cfg.noWakers,
 		WakerStacks:       cfg.wakerStacks,
+		Goroutines:        cfg.goroutines,
 		Syscalls:          cfg.syscallNrs,
 		NoSyscall:         cfg.noSyscall,
 		Target:            cfg.target,

@@ -84,6 +84,11 @@ type Config struct {
 	Python bool
 	// Loop measures event-loop stalls (off when neither Auto nor Threads).
 	Loop LoopConfig
+	// Goroutines also measures goroutine parks of Go targets (uprobes on
+	// the Go runtime, see internal/goroutines): samples of kind
+	// "goroutine" beside the threads'. With WakerStacks, the waking
+	// goroutine's function too.
+	Goroutines bool
 
 	// Comments open every profile's comments (e.g. the command line).
 	Comments []string
@@ -193,8 +198,14 @@ func Start(ctx context.Context, cfg Config) (*Recording, error) {
 	r.python = python
 	r.began, r.attached = began, attached
 	r.win.start = attached
+	if cfg.Goroutines {
+		r.openGoroutines()
+	}
 	if err := r.begin(pids); err != nil {
 		r.sym.Close()
+		if r.gor != nil {
+			r.gor.Close()
+		}
 		sess.Close()
 		return nil, err
 	}
@@ -340,6 +351,11 @@ func (r *Recording) run(ctx context.Context, pids []int) {
 	if err := r.src.DetachAt(end); err != nil {
 		r.warn("detach: %v", err)
 	}
+	if r.gor != nil {
+		if err := r.gor.Detach(); err != nil {
+			r.warn("detach goroutines: %v", err)
+		}
+	}
 	r.endMono = end
 	r.win.end = r.win.start.Add(end - r.src.CountingSince())
 	if !r.win.start.Equal(r.attached) {
@@ -466,11 +482,22 @@ func (r *Recording) Stop(reason string) (*profiles.Profile, error) {
 	drops, derr := r.src.Drops()
 	threads, terr := r.src.Threads()
 	lat, lerr := r.src.Latencies()
+	var gerr error
+	if r.gor != nil {
+		var gdrops map[string]uint64
+		gdrops, gerr = r.gor.Drops()
+		for k, n := range gdrops {
+			drops[k] = n
+		}
+		if err := r.gor.Close(); err != nil {
+			r.warn("unload goroutines: %v", err)
+		}
+	}
 	r.loadWaiting()
 	if err := r.src.Close(); err != nil {
 		r.warn("unload: %v", err)
 	}
-	if err := errors.Join(derr, terr, lerr); err != nil {
+	if err := errors.Join(derr, terr, lerr, gerr); err != nil {
 		return nil, err
 	}
 	p := r.profile(drops, threads, lat, r.why)
@@ -492,7 +519,11 @@ func (r *Recording) Close() error {
 	r.finished = true
 	r.sym.Close()
 	r.flushWarnings()
-	return r.src.Close()
+	var gerr error
+	if r.gor != nil {
+		gerr = r.gor.Close()
+	}
+	return errors.Join(gerr, r.src.Close())
 }
 
 func (r *Recording) halt(reason string) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"blockprof/internal/attach"
+	"blockprof/internal/goroutines"
 	"blockprof/internal/idle"
 	"blockprof/internal/symbolize"
 	"blockprof/internal/syscalls"
@@ -75,12 +76,17 @@ type recorder struct {
 	pyUsed map[string]bool // pyLocs keys used in the current window
 
 	loop *loopTracker // loop mode (loop.go), nil when off
+
+	// Goroutine parks (goroutines.go), nil when off; processes tried.
+	gor      *goroutines.Session
+	gorTried map[uint32]bool
 }
 
 // window is what was drained since the last snapshot.
 type window struct {
 	start, end        time.Time
 	agg               map[recordKey]*attach.Record
+	gor               map[gorKey]*goroutines.Park
 	blocked, runQueue time.Duration
 	intervals         uint64
 	pyUnresolved      uint64 // intervals with a Python frame that could not be named
@@ -93,7 +99,7 @@ type window struct {
 
 func newWindow(start time.Time) window {
 	return window{start: start, agg: map[recordKey]*attach.Record{}, byProc: map[uint32][]recordKey{},
-		user: map[recordKey][]symbolize.Location{}}
+		user: map[recordKey][]symbolize.Location{}, gor: map[gorKey]*goroutines.Park{}}
 }
 
 func newRecorder(cfg Config, src source, sym *symbolize.Symbolizer) recorder {
@@ -120,6 +126,9 @@ func (r *recorder) drain() error {
 	}
 	r.drains++
 	r.add(recs)
+	if err := r.drainGoroutines(); err != nil {
+		return err
+	}
 	if r.loop != nil {
 		r.loop.settle()
 	}
@@ -257,6 +266,7 @@ func (r *recorder) forgetExited() {
 // A process that is already gone is remembered as such (nil).
 func (r *recorder) attachProcess(tgid uint32) {
 	r.attachPython(tgid) // first: its first stacks may come soon
+	r.addGoroutines(tgid)
 	r.loadUnwind(tgid)
 	p, err := r.sym.Attach(int(tgid))
 	if err != nil {
@@ -368,6 +378,9 @@ func (r *recorder) profile(drops map[string]uint64, threads map[uint32]attach.Th
 	}
 
 	markThreadPools(p.Samples)
+	if r.gor != nil {
+		r.goroutineSamples(p, threads)
+	}
 	r.stillWaiting(p, threads)
 	if filtered > 0 {
 		p.Comments = append(p.Comments, fmt.Sprintf("%d intervals left out by --target", filtered))

@@ -315,3 +315,29 @@ func (t *Table) funcRecordsEnd() uint64 {
 	}
 	return t.addr + h.pclnOff + end
 }
+
+// Entries returns the entry addresses (file virtual addresses) of the
+// named functions that the table lists; names it lacks are left out. The
+// table survives stripping, so this finds functions with no symbol table.
+func (t *Table) Entries(names ...string) map[string]uint64 {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	out := make(map[string]uint64, len(names))
+	if t == nil || t.h == nil {
+		return out
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := 0; i < t.h.nfunc && len(out) < len(want); i++ {
+		f, ok := t.readFunc(i)
+		if !ok {
+			continue
+		}
+		if n := t.funcName(f.nameOff); want[n] {
+			out[n] = f.entry
+		}
+	}
+	return out
+}

@@ -35,6 +35,9 @@ type Block struct {
 	WakerTID int `json:"waker_tid,omitempty"`
 	// Kind is "idle" for waits for work; blocking otherwise.
 	Kind string `json:"kind,omitempty"`
+	// Reason is a goroutine park's wait reason, as goroutine dumps spell
+	// it ("chan receive", "sleep"), for the goroutine workloads.
+	Reason string `json:"reason,omitempty"`
 }
 
 // CPU is one thread's on-CPU time and the wall time it ran for; Wall -
