@@ -280,6 +280,24 @@ static __always_inline void drop(u32 reason, u64 n)
 		*c += n; /* per-CPU: no atomics needed */
 }
 
+/* Followed processes that appeared, exec'ed, first blocked or exited
+ * (struct proc_event): user space reads a new process's mappings at once
+ * rather than at its next poll, and lets go of an exited one's state.
+ * 16-byte events, read as they come: 64 KiB holds 2.7k (with headers), far
+ * more than a burst of forks between two reads. A lost one is counted (DROP_PROC_EVENT): polling
+ * still finds the process, if it lives long enough. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 64 * 1024);
+} proc_events SEC(".maps");
+
+static __always_inline void proc_event(u32 kind, u32 tgid, u32 ptgid)
+{
+	struct proc_event e = { .kind = kind, .tgid = tgid, .ptgid = ptgid };
+	if (bpf_ringbuf_output(&proc_events, &e, sizeof(e), 0))
+		drop(DROP_PROC_EVENT, 1);
+}
+
 /* The first test on every path: a load and a compare for one target, an
  * inlined hash lookup otherwise. It runs before any helper call
  * (task storage lookups are real calls), so non-targets stay cheap. */
@@ -1025,6 +1043,10 @@ int BPF_PROG(bprof_switch, bool preempt, struct task_struct *prev, struct task_s
 	if (!st->named) {
 		name_thread(prev, st);
 		st->last_kstack = -1;
+		/* Once per thread and exec: no cost on the switch path. A
+		 * short-lived child's mappings are read at its first block. */
+		if (cfg_follow_children && prev->pid == prev->tgid)
+			proc_event(PROC_BLOCKED, prev->tgid, 0);
 	}
 
 	if (st->ts_out) {
@@ -1137,24 +1159,6 @@ static __always_inline void inherit_unwind(u32 ptgid, u32 ctgid)
 	bpf_map_update_elem(&unw_procs, &ctgid, &count, BPF_ANY);
 }
 
-/* Followed processes that appeared, exec'ed or exited (struct
- * proc_event): user space reads a new process's mappings at once rather
- * than at its next poll, and lets go of an exited one's state. 8-byte
- * events, read as they come: 64 KiB holds 8k, far more than a burst of
- * forks between two reads. A lost one is counted (DROP_PROC_EVENT): polling
- * still finds the process, if it lives long enough. */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 64 * 1024);
-} proc_events SEC(".maps");
-
-static __always_inline void proc_event(u32 kind, u32 tgid)
-{
-	struct proc_event e = { .kind = kind, .tgid = tgid };
-	if (bpf_ringbuf_output(&proc_events, &e, sizeof(e), 0))
-		drop(DROP_PROC_EVENT, 1);
-}
-
 /* With -- CMD, the command's children become targets as they fork. */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(bprof_fork, struct task_struct *parent, struct task_struct *child)
@@ -1171,7 +1175,7 @@ int BPF_PROG(bprof_fork, struct task_struct *parent, struct task_struct *child)
 	}
 	if (cfg_unwind)
 		inherit_unwind(ptgid, ctgid);
-	proc_event(PROC_FORK, ctgid);
+	proc_event(PROC_FORK, ctgid, ptgid);
 	return 0;
 }
 
@@ -1220,7 +1224,7 @@ int BPF_PROG(bprof_exec)
 	if (cfg_unwind)
 		release_unwind(tgid);
 	if (cfg_follow_children)
-		proc_event(PROC_EXEC, tgid);
+		proc_event(PROC_EXEC, tgid, 0);
 	return 0;
 }
 
@@ -1248,7 +1252,7 @@ int BPF_PROG(bprof_exit, struct task_struct *t)
 		bpf_map_delete_elem(&py_targets, &tgid);
 	if (cfg_unwind)
 		release_unwind(tgid);
-	proc_event(PROC_EXIT, tgid);
+	proc_event(PROC_EXIT, tgid, 0);
 	return 0;
 }
 

@@ -564,8 +564,8 @@ var detailOnly = map[string]bool{
 	"kernel_stack_collision": true, "kernel_stack_error": true,
 	"thread_names_full": true, "latency_histograms_full": true,
 	"fd_target_unreadable": true, "syscall_arg_unreadable": true,
-	"user_symbols_process_gone": true,
-	"python_frames_unreadable":  true, "python_stack_truncated": true,
+	"user_symbols_process_gone": true, "user_symbols_exited_unread": true,
+	"python_frames_unreadable": true, "python_stack_truncated": true,
 	"user_stack_unwind_partial": true, "user_stack_truncated": true,
 	"user_stack_before_tables": true,
 }

@@ -227,9 +227,15 @@ enum proc_event_kind {
 	PROC_FORK = 1, /* tgid is a new child of a target (now a target) */
 	PROC_EXEC = 2, /* target tgid exec'ed: new code */
 	PROC_EXIT = 3, /* the last thread of target tgid exited: its entries are released */
+	/* tgid's main thread blocks for the first time since its fork or
+	 * exec: it is in /proc, its mappings hold all the code it has run,
+	 * and it stays blocked (alive) for a while. */
+	PROC_BLOCKED = 4,
 };
 
 struct proc_event {
 	u32 kind; /* enum proc_event_kind */
 	u32 tgid;
+	u32 ptgid; /* PROC_FORK: the parent, whose mappings the child has until it execs */
+	u32 pad;
 };

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -62,6 +63,11 @@ type recording struct {
 	// truth covers what it did after "go", and its threads waited for
 	// that "go" since before blockprof attached.
 	keepEarlyWaits bool
+	// allow are losses this test tolerates beyond tolerated (it bounds
+	// them itself, with drops).
+	allow map[string]bool
+	// drops are the profile's drop counts, by name.
+	drops map[string]int64
 }
 
 // startRecord runs `blockprof record ARGS -o OUT --ready-file R` and waits
@@ -147,13 +153,21 @@ func (r *recording) wait(t *testing.T) *profile.Profile {
 			continue
 		}
 		_, reasons, _ := strings.Cut(c, ": ")
-		for _, r := range strings.Fields(reasons) {
-			name, _, _ := strings.Cut(r, "=")
-			if tolerated[name] {
-				t.Logf("tolerated loss (README, Limitations): %s", r)
+		for _, f := range strings.Fields(reasons) {
+			name, n, _ := strings.Cut(f, "=")
+			if r.drops == nil {
+				r.drops = map[string]int64{}
+			}
+			v, _ := strconv.ParseInt(n, 10, 64)
+			r.drops[name] += v
+			if r.allow[name] {
 				continue
 			}
-			t.Errorf("the kernel lost data: %s", r)
+			if tolerated[name] {
+				t.Logf("tolerated loss (README, Limitations): %s", f)
+				continue
+			}
+			t.Errorf("the kernel lost data: %s", f)
 		}
 	}
 	return p

@@ -183,9 +183,10 @@ type blockprofPathArg struct {
 type blockprofProcEventKind uint32
 
 const (
-	blockprofProcEventKindPROC_FORK blockprofProcEventKind = 1
-	blockprofProcEventKindPROC_EXEC blockprofProcEventKind = 2
-	blockprofProcEventKindPROC_EXIT blockprofProcEventKind = 3
+	blockprofProcEventKindPROC_FORK    blockprofProcEventKind = 1
+	blockprofProcEventKindPROC_EXEC    blockprofProcEventKind = 2
+	blockprofProcEventKindPROC_EXIT    blockprofProcEventKind = 3
+	blockprofProcEventKindPROC_BLOCKED blockprofProcEventKind = 4
 )
 
 type blockprofPyScratch struct {

@@ -900,12 +900,17 @@ const (
 	ProcFork = ProcEventKind(blockprofProcEventKindPROC_FORK) // a new child, now a target
 	ProcExec = ProcEventKind(blockprofProcEventKindPROC_EXEC) // a target exec'ed: new code
 	ProcExit = ProcEventKind(blockprofProcEventKindPROC_EXIT) // a target's last thread exited
+	// ProcBlocked: a target's main thread blocks for the first time since
+	// its fork or exec; it is alive and its mappings hold the code it ran.
+	ProcBlocked = ProcEventKind(blockprofProcEventKindPROC_BLOCKED)
 )
 
-// ProcEvent is a followed process appearing, exec'ing or exiting.
+// ProcEvent is a followed process appearing, exec'ing, first blocking or
+// exiting.
 type ProcEvent struct {
-	Kind ProcEventKind
-	TGID uint32
+	Kind   ProcEventKind
+	TGID   uint32
+	Parent uint32 // ProcFork: the parent process
 }
 
 // NextProcEvent waits for the next process event (Options.FollowChildren
@@ -931,11 +936,12 @@ func (s *Session) NextProcEvent() (ProcEvent, error) {
 		if err != nil {
 			return ProcEvent{}, err
 		}
-		if len(rec.RawSample) < 8 {
+		if len(rec.RawSample) < 12 {
 			continue
 		}
 		return ProcEvent{Kind: ProcEventKind(binary.LittleEndian.Uint32(rec.RawSample)),
-			TGID: binary.LittleEndian.Uint32(rec.RawSample[4:])}, nil
+			TGID:   binary.LittleEndian.Uint32(rec.RawSample[4:]),
+			Parent: binary.LittleEndian.Uint32(rec.RawSample[8:])}, nil
 	}
 }
 

@@ -15,10 +15,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
+	"runtime"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"blockprof/internal/attach"
@@ -209,7 +212,10 @@ func Start(ctx context.Context, cfg Config) (*Recording, error) {
 		sess.Close()
 		return nil, err
 	}
-	go r.run(ctx, pids)
+	// Before the loop starts: the launched command has been running,
+	// and forking, since begin released it.
+	procs := r.watchProcs(r.done, maps.Clone(r.procs))
+	go r.run(ctx, pids, procs)
 	return r, nil
 }
 
@@ -252,7 +258,7 @@ func (r *Recording) begin(pids []int) error {
 
 // run is the recording's goroutine: it drains until the recording ends,
 // then detaches at once, so the window ends when it should.
-func (r *Recording) run(ctx context.Context, pids []int) {
+func (r *Recording) run(ctx context.Context, pids []int, procs <-chan procEvent) {
 	exited := make(chan struct{})
 	if r.cfg.Launched == 0 && !r.cfg.LateTargets {
 		// A launched command's exit is its front end's to see: it waits
@@ -283,8 +289,6 @@ func (r *Recording) run(ctx context.Context, pids []int) {
 	// Python code objects are read as soon as their stacks appear: a
 	// short-lived interpreter may exit before the next drain.
 	pyNew := r.watchPython(r.done)
-	procs := r.watchProcs(r.done)
-
 	tick := time.NewTicker(r.cfg.DrainInterval)
 	defer tick.Stop()
 	why := ""
@@ -365,23 +369,78 @@ func (r *Recording) run(ctx context.Context, pids []int) {
 	close(r.done)
 }
 
+// procEvent is a kernel announcement of a followed process, with its
+// mappings as watchProcs has them (nil: not read yet). lost: the process
+// exec'd and was gone before its new mappings could be read.
+type procEvent struct {
+	attach.ProcEvent
+	proc *symbolize.Process
+	lost bool
+}
+
 // watchProcs sends the kernel's announcements of followed processes
-// (forks, execs, exits) to the recording loop, until the session closes
-// or the loop ends (done). nil when no children are followed.
-func (r *recorder) watchProcs(done <-chan struct{}) <-chan attach.ProcEvent {
+// (forks, execs, first blocks, exits) to the recording loop, until the
+// session closes or the loop ends (done). nil when no children are
+// followed. It reads a process's mappings itself, at its first block
+// after its fork or exec, when the process is sure to be in /proc and
+// to have mapped what its stacks hold: the loop may be busy draining
+// for longer than a short-lived child lives (a `sleep 0.01` lives about
+// 12 ms). A forked child starts with its parent's mappings (nothing to
+// read while it has not exec'd). The Processes are handed to the loop,
+// which owns them from then on; this goroutine only Refreshes them (safe
+// alongside Locations). known seeds it with those already attached.
+func (r *recorder) watchProcs(done <-chan struct{}, known map[uint32]*symbolize.Process) <-chan procEvent {
 	if r.child == 0 {
 		return nil
 	}
-	ch := make(chan attach.ProcEvent, 1024)
+	ch := make(chan procEvent, 1024)
+	stale := map[uint32]bool{} // exec'd, new mappings not read yet
 	go func() {
 		defer close(ch)
+		// Its own thread, ahead of the targets' in the scheduler's
+		// queue: a child blocks for the first time, then exits, often
+		// within a few ms. Best effort: without CAP_SYS_NICE it stays.
+		runtime.LockOSThread()
+		_ = syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), -10)
 		for {
 			ev, err := r.src.NextProcEvent()
 			if err != nil {
 				return
 			}
+			out := procEvent{ProcEvent: ev}
+			p := known[ev.TGID]
+			switch ev.Kind {
+			case attach.ProcFork:
+				if pp := known[ev.Parent]; pp != nil && p == nil {
+					p = pp.Forked(int(ev.TGID))
+					known[ev.TGID] = p
+				}
+			case attach.ProcExec:
+				stale[ev.TGID] = true
+			case attach.ProcBlocked:
+				if p != nil {
+					// After an exec, the old image's regions that the
+					// new one does not overlap are kept: stacks taken
+					// before it still resolve.
+					_ = p.Refresh()
+					if p.Exited() && stale[ev.TGID] {
+						out.lost = true
+					}
+				} else if q, err := r.sym.Attach(int(ev.TGID)); err == nil {
+					p = q
+					known[ev.TGID] = p
+				} else if stale[ev.TGID] {
+					out.lost = true
+				}
+				delete(stale, ev.TGID)
+			case attach.ProcExit:
+				out.lost = stale[ev.TGID]
+				delete(known, ev.TGID)
+				delete(stale, ev.TGID)
+			}
+			out.proc = p
 			select {
-			case ch <- ev:
+			case ch <- out:
 			case <-done:
 				return
 			}

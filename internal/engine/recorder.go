@@ -65,6 +65,9 @@ type recorder struct {
 	// those let go.
 	gone   map[uint32]int
 	exited map[uint32]profiles.Process
+	// Exited children whose mappings were never read after their exec
+	// (see watchProcs): their user frames count apart.
+	unread map[uint32]bool
 	// Repeated warnings: how many of each kind were held back.
 	warned map[string]*warnCount
 
@@ -106,7 +109,7 @@ func newRecorder(cfg Config, src source, sym *symbolize.Symbolizer) recorder {
 	r := recorder{cfg: cfg, src: src, sym: sym, procs: map[uint32]*symbolize.Process{},
 		win: newWindow(time.Now()), pys: map[uint32]*pyProc{}, pyLocs: map[string][]symbolize.Location{},
 		pyUsed: map[string]bool{}, unwSig: map[uint32]string{}, lastDrops: map[string]uint64{},
-		gone: map[uint32]int{}, exited: map[uint32]profiles.Process{}, warned: map[string]*warnCount{}}
+		gone: map[uint32]int{}, exited: map[uint32]profiles.Process{}, unread: map[uint32]bool{}, warned: map[string]*warnCount{}}
 	if cfg.Loop.on() {
 		r.loop = newLoopTracker(cfg.Loop.Stall)
 	}
@@ -193,29 +196,39 @@ func (r *recorder) add(recs []attach.Record) {
 	}
 }
 
-// processEvent handles a followed process appearing, exec'ing or exiting,
-// as the kernel announces it: its mappings are read at once, while a
-// short-lived child still has them.
-func (r *recorder) processEvent(ev attach.ProcEvent) {
+// processEvent handles a followed process appearing, exec'ing, first
+// blocking or exiting, as the kernel announces it, with the mappings
+// watchProcs has for it (see there).
+func (r *recorder) processEvent(ev procEvent) {
+	have, known := r.procs[ev.TGID]
+	if ev.lost {
+		// Exec'd and gone before its new code's mappings were read:
+		// its frames cannot be told apart from its old image's.
+		r.procs[ev.TGID] = nil
+		r.unread[ev.TGID] = true
+	}
 	switch ev.Kind {
-	case attach.ProcFork:
-		if _, ok := r.procs[ev.TGID]; !ok {
-			r.attachProcess(ev.TGID)
-			if r.procs[ev.TGID] == nil {
-				// The fork hook runs before the child shows in /proc:
-				// not gone, not yet there. The next look (its first
-				// records, or the children scan) attaches it.
-				delete(r.procs, ev.TGID)
-			}
-		}
-	case attach.ProcExec:
-		p, ok := r.procs[ev.TGID]
-		if !ok || p == nil {
-			r.attachProcess(ev.TGID)
+	case attach.ProcFork, attach.ProcBlocked:
+		if ev.lost {
 			return
 		}
-		// New code: symbols, unwind tables, and maybe an interpreter.
-		_ = p.Refresh()
+		if !known || have == nil {
+			r.attachProcessWith(ev.TGID, ev.proc)
+			if r.procs[ev.TGID] == nil {
+				// Not readable (yet): the next look (its records, the
+				// children scan, its first block) attaches it.
+				delete(r.procs, ev.TGID)
+			}
+		} else if ev.proc != nil {
+			r.procs[ev.TGID] = ev.proc // the one watchProcs refreshes
+		}
+	case attach.ProcExec:
+		if !known || have == nil {
+			r.attachProcessWith(ev.TGID, ev.proc)
+			return
+		}
+		// New code: unwind tables, and maybe an interpreter. Its
+		// symbols: watchProcs reads them at its first block.
 		r.loadUnwind(ev.TGID)
 		if py := r.pys[ev.TGID]; py != nil && py.t == nil {
 			delete(r.pys, ev.TGID)
@@ -264,13 +277,18 @@ func (r *recorder) forgetExited() {
 
 // attachProcess takes what symbolization will need from a live process.
 // A process that is already gone is remembered as such (nil).
-func (r *recorder) attachProcess(tgid uint32) {
+func (r *recorder) attachProcess(tgid uint32) { r.attachProcessWith(tgid, nil) }
+
+// attachProcessWith is attachProcess with the mappings already read (p),
+// when watchProcs could.
+func (r *recorder) attachProcessWith(tgid uint32, p *symbolize.Process) {
 	r.attachPython(tgid) // first: its first stacks may come soon
 	r.addGoroutines(tgid)
 	r.loadUnwind(tgid)
-	p, err := r.sym.Attach(int(tgid))
-	if err != nil {
-		p = nil
+	if p == nil {
+		if q, err := r.sym.Attach(int(tgid)); err == nil {
+			p = q
+		}
 	}
 	r.procs[tgid] = p
 }
@@ -318,6 +336,7 @@ func (r *recorder) snapshot() (*profiles.Profile, error) {
 	r.win = newWindow(r.win.end)
 	r.src.NewWindow()
 	clear(r.exited)
+	clear(r.unread)
 	// Resolved Python stacks of the last window stay one more (a loop
 	// stall may be reported in the next one), then go.
 	for k := range r.pyLocs {
@@ -479,7 +498,11 @@ func (r *recorder) sample(p *profiles.Profile, rec *attach.Record, py string, th
 		} else if proc != nil {
 			user = proc.Locations(callSites(rec.UserStack))
 		} else {
-			p.Drops["user_symbols_process_gone"] += rec.Count
+			if r.unread[rec.TGID] {
+				p.Drops["user_symbols_exited_unread"] += rec.Count
+			} else {
+				p.Drops["user_symbols_process_gone"] += rec.Count
+			}
 			for _, a := range callSites(rec.UserStack) {
 				user = append(user, symbolize.Location{Address: a})
 			}

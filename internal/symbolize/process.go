@@ -58,6 +58,18 @@ func (s *Symbolizer) Attach(pid int) (*Process, error) {
 	return p, nil
 }
 
+// Forked returns the Process of pid, a child p forked that has not
+// exec'd: until it does, it has p's mappings, so nothing is read (the
+// child may be gone already). Refresh reads its own.
+func (p *Process) Forked(pid int) *Process {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	c := &Process{s: p.s, pid: pid, procDir: filepath.Join(p.s.root, "proc", strconv.Itoa(pid)),
+		regions: p.regions, main: p.main} // never changed in place: shared
+	c.perf = newPerfMapFile(c.procDir, pid)
+	return c
+}
+
 func (p *Process) readMaps() ([]procmaps.Mapping, error) {
 	data, err := os.ReadFile(filepath.Join(p.procDir, "maps"))
 	if err != nil {
