@@ -45,8 +45,10 @@ fuzz:
 
 # Manual, not CI (root): 10 minutes on the high-cardinality workload,
 # printing blockprof's RSS and open fds every second.
+# Manual, not CI: 10 minutes of blockprof serve on a cgroup with a
+# high-cardinality workload and a churn of children; RSS and fds must stay flat.
 soak:
-	$(GO) test -count=1 -v -run 'TestMemoryBound' -timeout 20m ./cmd/blockprof/ -args -bound-for 10m
+	$(GO) test -count=1 -v -run 'TestServeSoak' -timeout 20m ./cmd/blockprof/ -args -soak-for 10m
 
 demo: build
 	./demo/run.sh
